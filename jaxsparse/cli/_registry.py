@@ -1,0 +1,42 @@
+"""The one explicit table of reproductions run by `jaxsparse reproduce`.
+
+Each entry names a module (imported only when that reproduction runs) exposing
+`run(config, out_dir: pathlib.Path) -> dict` and a config factory in `configs/` taking `quick: bool`.
+The dict `run` returns has: "summary" (markdown), "rows" (list of dicts, the table), "plots" (file names
+written into out_dir), "checks" ({name: {"passed": bool, "detail": str}}) and "metrics" (plain numbers).
+"""
+
+import dataclasses
+
+__all__ = ["REPRODUCTIONS", "Reproduction", "find"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Reproduction:
+    name: str
+    title: str
+    runner: str  # "module:function"
+    config: str  # "module:function" taking quick: bool
+    quick_budget_s: float  # the share of `reproduce --quick` (10 minutes over everything, 2 CPU cores)
+
+
+REPRODUCTIONS: tuple[Reproduction, ...] = (
+    Reproduction(
+        name="oneshot",
+        title="One-shot pruning of a digits MLP: magnitude, global, N:M and constant fan-in masks",
+        runner="jaxsparse.cli._repro_oneshot:run",
+        config="configs.oneshot:get_config",
+        quick_budget_s=60.0,
+    ),
+)
+
+
+def find(names: list[str]) -> list[Reproduction]:
+    """The entries named (all when empty), in table order; raises ValueError on an unknown name."""
+    known = {r.name: r for r in REPRODUCTIONS}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"unknown reproduction(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    if not names:
+        return list(REPRODUCTIONS)
+    return [r for r in REPRODUCTIONS if r.name in set(names)]
