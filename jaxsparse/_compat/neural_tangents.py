@@ -368,7 +368,13 @@ class _FallbackModule(types.ModuleType):
 
     def __init__(self, primary: types.ModuleType, fallbacks: Sequence[str]) -> None:
         super().__init__(primary.__name__, primary.__doc__)
-        self.__jaxsparse_sources__ = (primary, *(importlib.import_module(f) for f in fallbacks))
+        sources = [primary]
+        for name in fallbacks:
+            try:
+                sources.append(importlib.import_module(name))
+            except ImportError:  # A fallback that this JAX no longer has is simply skipped.
+                continue
+        self.__jaxsparse_sources__ = tuple(sources)
 
     def __getattr__(self, name: str) -> Any:
         sources = self.__jaxsparse_sources__

@@ -28,6 +28,13 @@ REPRODUCTIONS: tuple[Reproduction, ...] = (
         config="configs.oneshot:get_config",
         quick_budget_s=60.0,
     ),
+    Reproduction(
+        name="srigl",
+        title="Dynamic sparse training with structured sparsity (SRigL) vs RigL, SET, static and dense on digits",
+        runner="jaxsparse.cli._repro_srigl:run",
+        config="configs.srigl:get_config",
+        quick_budget_s=300.0,
+    ),
 )
 
 

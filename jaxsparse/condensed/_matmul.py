@@ -43,7 +43,7 @@ def check_condensed_args(x, values, indices, *, in_features: int | None = None) 
     if in_features is not None and n_in != in_features:
         raise ValueError(f"x has {n_in} input features but the layer expects in_features={in_features}")
     if _is_concrete(indices) and indices.size:
-        lo, hi = int(jnp.min(indices)), int(jnp.max(indices))
+        lo, hi = int(np.min(np.asarray(indices))), int(np.max(np.asarray(indices)))
         if lo < 0 or hi >= n_in:
             raise ValueError(f"indices out of range [0, {n_in}): found values in [{lo}, {hi}]")
 

@@ -88,7 +88,7 @@ class CondensedLinear(nnx.Module):
         implementation: str = "auto",
     ):
         values, indices = jnp.asarray(values), jnp.asarray(indices)
-        if not isinstance(in_features, int | np.integer) or in_features <= 0:
+        if isinstance(in_features, bool) or not isinstance(in_features, int | np.integer) or in_features <= 0:
             raise ValueError(f"in_features must be a positive int, got {in_features!r}")
         dummy = jnp.zeros((1, int(in_features)), values.dtype if values.ndim else jnp.float32)
         check_condensed_args(dummy, values, indices, in_features=int(in_features))

@@ -79,6 +79,8 @@ def check_masks_match(params, masks, *, masks_name: str = "masks", params_name: 
     ):
         if m is None:
             continue
+        if not hasattr(m, "dtype"):
+            raise ValueError(f"{masks_name}{path} must be a bool array or None, got {type(m).__name__}")
         if tuple(np.shape(m)) != tuple(np.shape(p)):
             raise ValueError(
                 f"{masks_name}{path} has shape {tuple(np.shape(m))} but {params_name}{path} has {tuple(np.shape(p))}"

@@ -2,6 +2,7 @@
 
 from ._models import MLP as MLP
 from ._models import SmallCNN as SmallCNN
+from ._resnet import ResNet18 as ResNet18
 from ._studies import get_params as get_params
 from ._studies import mask_updates as mask_updates
 from ._studies import oneshot_pruning_study as oneshot_pruning_study
@@ -13,6 +14,7 @@ from ._train import fit_classifier as fit_classifier
 
 __all__ = [
     "MLP",
+    "ResNet18",
     "SmallCNN",
     "accuracy",
     "cross_entropy",

@@ -33,7 +33,7 @@ class MLP(nnx.Module):
 
 
 class SmallCNN(nnx.Module):
-    """Two 3x3 conv layers (the second strided) and a linear head, for small NHWC images such as digits."""
+    """Three 3x3 conv layers (the second strided) and a linear head, for small NHWC images such as digits."""
 
     def __init__(
         self,
@@ -41,19 +41,21 @@ class SmallCNN(nnx.Module):
         num_classes: int,
         *,
         image_size: int,
-        channels: Sequence[int] = (16, 32),
+        channels: Sequence[int] = (16, 32, 32),
         rngs: nnx.Rngs,
     ):
-        c1, c2 = _check_positive_ints("channels", channels)
+        c1, c2, c3 = _check_positive_ints("channels", channels)
         _check_positive_ints("in_channels/num_classes/image_size", (in_channels, num_classes, image_size))
         self.conv1 = nnx.Conv(in_channels, c1, kernel_size=(3, 3), rngs=rngs)
         self.conv2 = nnx.Conv(c1, c2, kernel_size=(3, 3), strides=(2, 2), rngs=rngs)
+        self.conv3 = nnx.Conv(c2, c3, kernel_size=(3, 3), rngs=rngs)
         side = -(-image_size // 2)
-        self.head = nnx.Linear(side * side * c2, num_classes, rngs=rngs)
+        self.head = nnx.Linear(side * side * c3, num_classes, rngs=rngs)
 
     def __call__(self, x):
         if x.ndim != 4:
             raise ValueError(f"x must be NHWC images, got shape {x.shape}")
         x = jax.nn.relu(self.conv1(x))
         x = jax.nn.relu(self.conv2(x))
+        x = jax.nn.relu(self.conv3(x))
         return self.head(jnp.reshape(x, (x.shape[0], -1)))

@@ -103,9 +103,7 @@ def test_erk_skips_ineligible_leaves_and_accepts_shape_structs():
     out = erk_sparsities(params, 0.8)
     assert out["dense"]["bias"] is None and out["out"]["bias"] is None
     ref, _ = erk_reference([(64, 32), (32, 10)], 0.8)
-    np.testing.assert_allclose(
-        [1.0 - out["dense"]["kernel"], 1.0 - out["out"]["kernel"]], ref, rtol=0, atol=1e-12
-    )
+    np.testing.assert_allclose([1.0 - out["dense"]["kernel"], 1.0 - out["out"]["kernel"]], ref, rtol=0, atol=1e-12)
 
 
 def test_uniform_sparsities():
