@@ -45,10 +45,12 @@ def unstructured_mask_update(weights, grow_scores, mask, drop_fraction):
 def srigl_mask_update(weights, grads, mask, drop_fraction, *, nnz_target: int, k0: int, gamma_sal: float):
     """SRigL (Lasby et al. 2024, Alg. 1): constant fan-in with neuron ablation.
 
-    1. n_prune = floor(|mask| * drop), n_keep = |mask| - n_prune. Salient weights: the layer's top n_keep
-       active |w| plus its top n_prune inactive-after-drop positions by |grad|; c_i counts them per neuron.
-    2. Neurons with c_i < tau = max(1, floor(gamma_sal * k0)) are ablated (none when gamma_sal = 0), but
-       at least ceil(nnz* / fan_in_dense) neurons (the most salient) survive so that k' <= fan_in_dense.
+    1. n_prune = floor(|mask| * drop), n_keep = |mask| - n_prune. Salient weights: the union of the layer's
+       top n_keep active |w| and its top n_prune positions by |grad| (any position, as in the reference
+       code); c_i counts them per neuron.
+    2. Neurons with c_i < tau = max(1, floor(gamma_sal * k0)) are ablated (none when gamma_sal = 0). If that
+       would leave fewer than ceil(nnz* / fan_in_dense) neurons (needed for k' <= fan_in_dense), tau is
+       lowered to the c_i of the ceil(nnz* / fan_in_dense)-th most salient neuron (ties all survive).
     3. k' = floor(nnz* / n_active).
     4. Drop: keep the global top n_keep |w| among active weights of surviving neurons, then cap each
        neuron at its k' largest.
@@ -76,14 +78,14 @@ def srigl_mask_update(weights, grads, mask, drop_fraction, *, nnz_target: int, k
 
     # 1. Saliency over the whole layer.
     keep_mag = m & (rank_descending(jnp.where(m, w, _NEG).reshape(-1)).reshape(m.shape) < n_keep)
-    grow_sal = ~keep_mag & (rank_descending(jnp.where(keep_mag, _NEG, g).reshape(-1)).reshape(m.shape) < n_prune)
+    grow_sal = rank_descending(g.reshape(-1)).reshape(m.shape) < n_prune
     salient_per_neuron = jnp.sum(keep_mag | grow_sal, axis=1, dtype=jnp.int32)  # c_i
 
     # 2. Ablation with the minimum-survivor clamp.
     tau = 0 if gamma_sal == 0 else max(1, int(gamma_sal * k0))
     min_active = -(-nnz_target // fan_in_dense)  # ceil
-    by_salience = rank_descending(salient_per_neuron.astype(jnp.float32))
-    survivors = (salient_per_neuron >= tau) | (by_salience < min_active)
+    kth_salience = jnp.sort(salient_per_neuron)[n_out - min_active]  # c of the min_active-th most salient
+    survivors = salient_per_neuron >= jnp.minimum(tau, kth_salience)
 
     # 3. New fan-in.
     n_active = jnp.sum(survivors, dtype=jnp.int32)
