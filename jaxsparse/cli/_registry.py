@@ -35,6 +35,13 @@ REPRODUCTIONS: tuple[Reproduction, ...] = (
         config="configs.srigl:get_config",
         quick_budget_s=300.0,
     ),
+    Reproduction(
+        name="xmc",
+        title="Dynamic sparsity in large output spaces: fixed fan-in heads, intermediate layer, auxiliary loss",
+        runner="jaxsparse.cli._repro_xmc:run",
+        config="configs.xmc:get_config",
+        quick_budget_s=180.0,
+    ),
 )
 
 

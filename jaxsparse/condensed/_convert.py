@@ -7,6 +7,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._matmul import is_concrete
+
 __all__ = ["CondensedWeight", "from_condensed", "to_condensed"]
 
 
@@ -64,7 +66,7 @@ def to_condensed(kernel, mask, *, index_dtype=jnp.int32) -> CondensedWeight:
     """
     if not hasattr(kernel, "shape") or np.ndim(kernel) < 2:
         raise ValueError(f"kernel must be an array with ndim >= 2, got {getattr(kernel, 'shape', kernel)!r}")
-    if isinstance(kernel, jax.core.Tracer) or isinstance(mask, jax.core.Tracer):
+    if not (is_concrete(kernel) and is_concrete(mask)):
         raise ValueError("to_condensed runs eagerly: kernel and mask must be concrete (not traced under jit)")
     mask_np = np.asarray(mask)
     if mask_np.dtype != np.bool_:

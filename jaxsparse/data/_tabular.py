@@ -81,8 +81,7 @@ def _check_split_args(seed, test_fraction, val_fraction) -> tuple[int, float, fl
     val_fraction = check_fraction(val_fraction, "val_fraction", allow_zero=True)
     if test_fraction + val_fraction >= 1.0:
         raise ValueError(
-            f"test_fraction + val_fraction must be < 1, got test_fraction={test_fraction}, "
-            f"val_fraction={val_fraction}"
+            f"test_fraction + val_fraction must be < 1, got test_fraction={test_fraction}, val_fraction={val_fraction}"
         )
     return seed, test_fraction, val_fraction
 

@@ -64,9 +64,7 @@ def _is_prepared(tfds, name: str, data_dir) -> bool:
         return False
 
 
-def _examples_to_arrays(
-    examples: Sequence[dict], image_key: str, label_key: str
-) -> tuple[np.ndarray, np.ndarray]:
+def _examples_to_arrays(examples: Sequence[dict], image_key: str, label_key: str) -> tuple[np.ndarray, np.ndarray]:
     """Stacks decoded examples into `(images, labels)`: uint8 images become float32 in [0, 1]."""
     if examples:
         keys = sorted(examples[0])

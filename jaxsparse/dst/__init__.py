@@ -5,6 +5,9 @@
 The updater's state holds the masks; pruned weights are exactly zero after every `optax.apply_updates`.
 """
 
+from jaxsparse.masks import cosine_drop_fraction as cosine_drop_fraction
+from jaxsparse.masks import is_mask_update_step as is_mask_update_step
+
 from ._condense import CondensedMLP as CondensedMLP
 from ._condense import condense_mlp as condense_mlp
 from ._condense import fan_in_histogram as fan_in_histogram
@@ -13,8 +16,6 @@ from ._experiment import METHODS as METHODS
 from ._experiment import dst_comparison as dst_comparison
 from ._mask_updates import srigl_mask_update as srigl_mask_update
 from ._mask_updates import unstructured_mask_update as unstructured_mask_update
-from ._schedule import cosine_drop_fraction as cosine_drop_fraction
-from ._schedule import is_mask_update_step as is_mask_update_step
 from ._updaters import SparseState as SparseState
 from ._updaters import apply_initial_masks as apply_initial_masks
 from ._updaters import default_sparse_leaves as default_sparse_leaves

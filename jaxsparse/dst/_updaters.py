@@ -23,11 +23,19 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxsparse.masks import check_sparsity, erk_sparsities, num_active, random_fan_in_mask, random_mask
+from jaxsparse.masks import (
+    check_sparsity,
+    cosine_drop_fraction,
+    erk_sparsities,
+    is_mask_update_step,
+    map_param_copies,
+    num_active,
+    random_fan_in_mask,
+    random_mask,
+)
 from jaxsparse.masks import uniform_sparsities as _uniform_sparsities
 
 from ._mask_updates import srigl_mask_update, unstructured_mask_update
-from ._schedule import cosine_drop_fraction, is_mask_update_step
 
 __all__ = [
     "SparseState",
@@ -163,12 +171,6 @@ def _init_masks(params, plans, key, method: str):
     return jax.tree.unflatten(treedef, out)
 
 
-def _params_shaped_map(inner_state, params_treedef, fn):
-    """Applies fn(copy) to every subtree of the inner state that has the params' exact structure."""
-    is_params = lambda x: jax.tree.structure(x) == params_treedef
-    return jax.tree.map(lambda x: fn(x) if is_params(x) else x, inner_state, is_leaf=is_params)
-
-
 def _sparse_updater(
     inner: optax.GradientTransformation,
     *,
@@ -258,7 +260,7 @@ def _sparse_updater(
             params,
             is_leaf=_is_none,
         )
-        inner_state = _params_shaped_map(state.inner_state, treedef, lambda copy: _masked(copy, keep))
+        inner_state = map_param_copies(state.inner_state, params, lambda copy: _masked(copy, keep))
         return updates, state._replace(masks=masks, inner_state=inner_state)
 
     def update_fn(grads, state, params=None, **extra):
@@ -380,7 +382,7 @@ def apply_initial_masks(params, opt_state, *, rescale: bool = False):
             fan_in_dense = m.size // n_out
             fan_in = jnp.sum(m.reshape(fan_in_dense, n_out), axis=0)
             scale = jnp.sqrt(fan_in_dense / jnp.maximum(fan_in, 1)).astype(p.dtype)
-            out = out * scale
+            out = out * scale.reshape((1,) * (out.ndim - 1) + (n_out,))  # explicit: no rank promotion
         return out
 
     return jax.tree.map(one, masks, params, is_leaf=_is_none)

@@ -21,6 +21,9 @@ from ._distributions import uniform_sparsities as uniform_sparsities
 from ._ops import apply_masks as apply_masks
 from ._ops import density as density
 from ._ops import density_report as density_report
+from ._schedule import cosine_drop_fraction as cosine_drop_fraction
+from ._schedule import is_mask_update_step as is_mask_update_step
+from ._schedule import map_param_copies as map_param_copies
 from ._validation import check_masks_match as check_masks_match
 from ._validation import check_sparsity as check_sparsity
 from ._validation import num_active as num_active
@@ -29,6 +32,7 @@ __all__ = [
     "apply_masks",
     "check_masks_match",
     "check_sparsity",
+    "cosine_drop_fraction",
     "default_leaf_filter",
     "density",
     "density_report",
@@ -37,8 +41,10 @@ __all__ = [
     "fan_in_mask",
     "fan_in_masks",
     "global_magnitude_masks",
+    "is_mask_update_step",
     "magnitude_mask",
     "magnitude_masks",
+    "map_param_copies",
     "nm_mask",
     "nm_masks",
     "num_active",

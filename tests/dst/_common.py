@@ -31,34 +31,29 @@ GAMMA_SAL = 0.9  # high enough that the trajectory ablates neurons
 
 
 def make_params(seed: int = 1):
-    key = jax.random.key(seed)
-    params = {}
-    for i, (name, (shape, _)) in enumerate(LAYERS.items()):
-        kk, kb = jax.random.split(jax.random.fold_in(key, i))
-        params[name] = {
-            "kernel": jax.random.normal(kk, shape, jnp.float32),
-            "bias": 0.1 * jax.random.normal(kb, (shape[-1],), jnp.float32),
+    """Float32 params from numpy's RNG (jax.random would compile threefry once per shape: slow on CPU)."""
+    rng = np.random.default_rng(seed)
+    return {
+        name: {
+            "kernel": jnp.asarray(rng.standard_normal(shape), jnp.float32),
+            "bias": jnp.asarray(0.1 * rng.standard_normal(shape[-1]), jnp.float32),
         }
-    return params
+        for name, (shape, _) in LAYERS.items()
+    }
 
 
 TARGETS = jax.tree.map(np.asarray, make_params(seed=2))
 
 
-def fake_grads(params, gkey):
+def noise(i: int):
+    """Fixed per-step gradient noise (numpy, so the jitted steps carry no PRNG: threefry compiles slowly)."""
+    rng = np.random.default_rng(1000 + i)
+    return jax.tree.map(lambda t: rng.standard_normal(t.shape).astype(np.float32), TARGETS)
+
+
+def fake_grads(params, step_noise):
     """Gradient of 0.5 |p - target|^2 plus step noise: dense, different at every step."""
-    leaves, treedef = jax.tree.flatten(params)
-    targets = treedef.flatten_up_to(TARGETS)
-    return treedef.unflatten(
-        [
-            p - t + 0.1 * jax.random.normal(jax.random.fold_in(gkey, i), p.shape, p.dtype)
-            for i, (p, t) in enumerate(zip(leaves, targets, strict=True))
-        ]
-    )
-
-
-def grad_key(i: int):
-    return jax.random.fold_in(jax.random.key(123), i)
+    return jax.tree.map(lambda p, t, n: p - t + 0.1 * n, params, TARGETS, step_noise)
 
 
 def make_tx(method: str, key, *, inner=None, drop_fraction: float = ALPHA, gamma_sal: float = GAMMA_SAL, **kw):
@@ -110,3 +105,67 @@ def check_masks(method: str, masks, *, initial: bool = False):
 
 def kernel_masks(masks):
     return {name: np.asarray(masks[name]["kernel"]) for name in sparse_names()}
+
+
+# ------------------------------------------------------------------------------ numpy references
+
+
+def top_k(scores, k: int):
+    """Boolean mask of the k largest scores (flat, row-major); ties go to the lower flat index."""
+    scores = np.asarray(scores, np.float64)
+    flat = scores.reshape(-1)
+    out = np.zeros(flat.size, bool)
+    out[np.argsort(-flat, kind="stable")[: int(k)]] = True
+    return out.reshape(scores.shape)
+
+
+def n_prune_for(nnz: int, drop) -> int:
+    """floor(nnz * drop) in float32, as the updaters compute it."""
+    return int(np.floor(np.float32(nnz) * np.float32(drop)))
+
+
+def unstructured_reference(weights, scores, mask, drop):
+    """SET/RigL: keep the top n_keep active |w|, grow the top n_prune scores outside the kept set."""
+    w, s, m = np.abs(np.asarray(weights, np.float64)), np.asarray(scores, np.float64), np.asarray(mask, bool)
+    nnz = int(m.sum())
+    n_prune = n_prune_for(nnz, drop)
+    keep = m & top_k(np.where(m, w, -np.inf), nnz - n_prune)
+    grow = ~keep & top_k(np.where(keep, -np.inf, s), n_prune)
+    return keep | grow, grow
+
+
+def srigl_reference(weights, grads, mask, drop, *, nnz_target: int, k0: int, gamma_sal: float):
+    """SRigL following /work/shared/reference/sparse_training.md §1 step by step (rows = output neurons).
+
+    Ties go to the lower index in the [n_out, fan_in] (neuron-major) layout.
+    """
+    shape = np.shape(mask)
+    n_out = shape[-1]
+    fan_in = int(np.prod(shape)) // n_out
+    rows = lambda a: np.asarray(a).reshape(fan_in, n_out).T
+    w, g, m = np.abs(rows(weights)).astype(np.float64), np.abs(rows(grads)).astype(np.float64), rows(mask).astype(bool)
+    # 1. n_prune, n_keep.
+    nnz = int(m.sum())
+    n_prune = n_prune_for(nnz, drop)
+    n_keep = nnz - n_prune
+    # 2. Saliency: top n_keep |W| (active) plus top n_prune |grad| over the whole layer.
+    salient = (m & top_k(np.where(m, w, -np.inf), n_keep)) | top_k(g, n_prune)
+    c = salient.sum(axis=1)
+    # 3. Ablation with tau = max(1, floor(gamma k0)), lowered so that ceil(nnz*/fan_in) neurons survive.
+    tau = 0 if gamma_sal == 0 else max(1, int(np.floor(gamma_sal * k0)))
+    min_active = -(-nnz_target // fan_in)
+    tau = min(tau, int(np.sort(c)[::-1][min_active - 1]))
+    survive = c >= tau
+    # 4. k'.
+    k_new = nnz_target // int(survive.sum())
+    # 5. Drop: global top n_keep |W| among surviving rows, then cap each row at k' by magnitude.
+    live = m & survive[:, None]
+    keep = live & top_k(np.where(live, w, -np.inf), n_keep)
+    for i in range(n_out):
+        keep[i] &= top_k(np.where(keep[i], w[i], -np.inf), k_new)
+    # 6. Grow each surviving row back to k' by |grad| among its non-kept entries.
+    grow = np.zeros_like(keep)
+    for i in np.flatnonzero(survive):
+        grow[i] = ~keep[i] & top_k(np.where(keep[i], -np.inf, g[i]), k_new - int(keep[i].sum()))
+    back = lambda a: a.T.reshape(shape)
+    return back(keep | grow), back(grow)

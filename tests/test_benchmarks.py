@@ -1,0 +1,77 @@
+"""`python -m benchmarks` runs end to end (tiny sizes) and writes a well-formed results JSON; no timing limits."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _run(*args, timeout=120):
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env.pop("XLA_FLAGS", None)  # one plain CPU device
+    return subprocess.run(
+        [sys.executable, "-m", "benchmarks", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _positive_medians(node):
+    """All values under keys named median_s / *_median_s, recursively."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "median_s" or key.endswith("_median_s"):
+                yield value
+            else:
+                yield from _positive_medians(value)
+
+
+def test_condensed_inference_quick_tiny_json(tmp_path):
+    path = tmp_path / "sub" / "results.json"
+    result = _run("--quick", "--tiny", "--only", "condensed_inference", "--json", str(path))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "x dense time" in result.stdout
+    data = json.loads(path.read_text())
+    assert not list(path.parent.glob(".bench-*")), "temporary file left behind"
+    for key in ("device", "jax_version", "environment", "benchmarks", "quick", "tiny"):
+        assert key in data
+    assert data["quick"] is True and data["tiny"] is True
+    assert list(data["benchmarks"]) == ["condensed_inference"]
+    bench = data["benchmarks"]["condensed_inference"]
+    assert bench["sizes"]["in_features"] > 0 and bench["sizes"]["k"] > 0
+    assert set(bench["batches"]) == {str(b) for b in bench["sizes"]["batches"]}
+    for row in bench["batches"].values():
+        for name in ("dense x @ W (baseline)", "condensed_matmul (gather)", "CondensedLinear dense (scatter+GEMM)"):
+            assert name in row
+        assert any(name.startswith("CondensedLinear auto") for name in row)
+        for timing in row.values():
+            assert timing["median_s"] > 0 and timing["speedup_vs_dense"] > 0
+    assert isinstance(bench["recommended_auto_gather_max_batch"], int)
+    medians = list(_positive_medians(bench))
+    assert medians and all(m > 0 for m in medians)
+
+
+def test_help_and_bad_name():
+    assert _run("--help").returncode == 0
+    bad = _run("--only", "no_such_benchmark")
+    assert bad.returncode != 0 and "invalid choice" in bad.stderr
+
+
+def test_dst_step_quick_tiny_json(tmp_path):
+    path = tmp_path / "dst.json"
+    result = _run("--quick", "--tiny", "--only", "dst_step", "--json", str(path))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    bench = json.loads(path.read_text())["benchmarks"]["dst_step"]
+    assert set(bench["steady_state"]) >= {"dense", "static", "srigl", "rigl", "set"}
+    for method in ("srigl", "rigl", "set"):
+        assert bench["steady_state"][method]["ratio_vs_static"] > 0
+        step = bench["single_step"][method]
+        assert step["mask_update_step_median_s"] > 0 and step["ordinary_step_median_s"] > 0
+    medians = list(_positive_medians(bench))
+    assert medians and all(m > 0 for m in medians)
