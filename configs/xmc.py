@@ -24,6 +24,7 @@ class XMCConfig:
     rewire_every: int = 200
     rewire_end_fraction: float = 0.66
     rewire_fraction: float = 0.2
+    max_files: int | None = None  # cap on stdlib files read (None: all), for fast smoke runs
 
     def __post_init__(self):
         if not self.variants or not set(self.variants) <= set(VARIANTS):

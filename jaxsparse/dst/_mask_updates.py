@@ -2,22 +2,20 @@
 
 Each function takes one kernel's weights, dense gradient and mask (Flax layout: last axis = output
 neurons) and returns (new_mask, grown), where `grown` marks connections that become active now (their
-weights start at zero and their optimizer moments are reset). Ranking is by a stable sort, so ties go to
-the lower flat index (row-major) and every update is deterministic given its inputs.
+weights start at zero and their optimizer moments are reset). Every "keep the n largest" is an exact
+`top_n_mask` (radix select, no sort), with ties going to the lower flat index (row-major), so every update
+is deterministic given its inputs.
 """
 
 import jax.numpy as jnp
 
-__all__ = ["rank_descending", "srigl_mask_update", "unstructured_mask_update"]
+from jaxsparse.masks import top_n_mask
 
-_NEG = -jnp.inf
+__all__ = ["srigl_mask_update", "unstructured_mask_update"]
 
 
-def rank_descending(scores, axis: int = -1):
-    """Rank of every entry when sorted by decreasing score along `axis` (0 = largest; ties: lower index)."""
-    order = jnp.argsort(-scores, axis=axis, stable=True)
-    ranks = jnp.argsort(order, axis=axis, stable=True)
-    return ranks
+def _prune_count(nnz, drop_fraction):
+    return jnp.floor(nnz.astype(jnp.float32) * drop_fraction).astype(jnp.int32)
 
 
 def unstructured_mask_update(weights, grow_scores, mask, drop_fraction):
@@ -32,25 +30,22 @@ def unstructured_mask_update(weights, grow_scores, mask, drop_fraction):
     Returns:
       (new_mask, grown).
     """
-    shape = mask.shape
-    w, s, m = weights.reshape(-1), grow_scores.reshape(-1), mask.reshape(-1)
-    nnz = jnp.sum(m, dtype=jnp.int32)
-    n_prune = jnp.floor(nnz.astype(jnp.float32) * drop_fraction).astype(jnp.int32)
-    n_keep = nnz - n_prune
-    keep = m & (rank_descending(jnp.where(m, jnp.abs(w).astype(jnp.float32), _NEG)) < n_keep)
-    grow = ~keep & (rank_descending(jnp.where(keep, _NEG, s.astype(jnp.float32))) < n_prune)
-    return (keep | grow).reshape(shape), grow.reshape(shape)
+    nnz = jnp.sum(mask, dtype=jnp.int32)
+    n_prune = _prune_count(nnz, drop_fraction)
+    keep = top_n_mask(jnp.abs(weights), nnz - n_prune, valid=mask)
+    grow = top_n_mask(grow_scores, n_prune, valid=~keep)
+    return keep | grow, grow
 
 
 def srigl_mask_update(weights, grads, mask, drop_fraction, *, nnz_target: int, k0: int, gamma_sal: float):
     """SRigL (Lasby et al. 2024, Alg. 1): constant fan-in with neuron ablation.
 
     1. n_prune = floor(|mask| * drop), n_keep = |mask| - n_prune. Salient weights: the union of the layer's
-       top n_keep active |w| and its top n_prune positions by |grad| (any position, as in the reference
-       code); c_i counts them per neuron.
-    2. Neurons with c_i < tau = max(1, floor(gamma_sal * k0)) are ablated (none when gamma_sal = 0). If that
-       would leave fewer than ceil(nnz* / fan_in_dense) neurons (needed for k' <= fan_in_dense), tau is
-       lowered to the c_i of the ceil(nnz* / fan_in_dense)-th most salient neuron (ties all survive).
+       top n_keep active |w| and its top n_prune positions by |grad| (over the whole layer, so the two
+       may overlap); c_i counts them per neuron.
+    2. Neurons with c_i < tau = max(1, floor(gamma_sal * k0)) are ablated (none when gamma_sal = 0). If
+       fewer than ceil(nnz* / fan_in_dense) neurons reach tau, tau is lowered to the c_i of the
+       ceil(nnz* / fan_in_dense)-th most salient neuron, so that k' <= fan_in_dense.
     3. k' = floor(nnz* / n_active).
     4. Drop: keep the global top n_keep |w| among active weights of surviving neurons, then cap each
        neuron at its k' largest.
@@ -69,36 +64,40 @@ def srigl_mask_update(weights, grads, mask, drop_fraction, *, nnz_target: int, k
     shape = mask.shape
     n_out = shape[-1]
     fan_in_dense = mask.size // n_out
-    rows = lambda a: a.reshape(fan_in_dense, n_out).T  # [n_out, F]
-    w, g, m = rows(jnp.abs(weights).astype(jnp.float32)), rows(jnp.abs(grads).astype(jnp.float32)), rows(mask)
+    # Work on [fan_in_dense, n_out] (a free reshape): neurons are columns, per-neuron ops run along axis 0.
+    w = jnp.abs(weights).reshape(fan_in_dense, n_out)
+    g = jnp.abs(grads).reshape(fan_in_dense, n_out)
+    m = mask.reshape(fan_in_dense, n_out)
 
     nnz = jnp.sum(m, dtype=jnp.int32)
-    n_prune = jnp.floor(nnz.astype(jnp.float32) * drop_fraction).astype(jnp.int32)
+    n_prune = _prune_count(nnz, drop_fraction)
     n_keep = nnz - n_prune
 
     # 1. Saliency over the whole layer.
-    keep_mag = m & (rank_descending(jnp.where(m, w, _NEG).reshape(-1)).reshape(m.shape) < n_keep)
-    grow_sal = rank_descending(g.reshape(-1)).reshape(m.shape) < n_prune
-    salient_per_neuron = jnp.sum(keep_mag | grow_sal, axis=1, dtype=jnp.int32)  # c_i
+    keep_mag = top_n_mask(w, n_keep, valid=m)
+    grow_sal = top_n_mask(g, n_prune)  # over the whole layer: may overlap the kept set (spec §1.2)
+    salient_per_neuron = jnp.sum(keep_mag | grow_sal, axis=0, dtype=jnp.int32)  # c_i
 
     # 2. Ablation with the minimum-survivor clamp.
     tau = 0 if gamma_sal == 0 else max(1, int(gamma_sal * k0))
     min_active = -(-nnz_target // fan_in_dense)  # ceil
-    kth_salience = jnp.sort(salient_per_neuron)[n_out - min_active]  # c of the min_active-th most salient
-    survivors = salient_per_neuron >= jnp.minimum(tau, kth_salience)
+    # If fewer than min_active neurons reach tau, lower tau to the min_active-th largest c_i (so neurons
+    # tied at that count all survive, as lowering the threshold implies).
+    most_salient = top_n_mask(salient_per_neuron.astype(jnp.float32), min_active)
+    kth_largest = jnp.min(jnp.where(most_salient, salient_per_neuron, jnp.iinfo(jnp.int32).max))
+    survivors = salient_per_neuron >= jnp.minimum(tau, kth_largest)
 
     # 3. New fan-in.
     n_active = jnp.sum(survivors, dtype=jnp.int32)
     k_new = nnz_target // n_active
 
     # 4. Drop: global magnitude among survivors, then cap each neuron at k'.
-    live = m & survivors[:, None]
-    keep = live & (rank_descending(jnp.where(live, w, _NEG).reshape(-1)).reshape(m.shape) < n_keep)
-    keep = keep & (rank_descending(jnp.where(keep, w, _NEG), axis=1) < k_new)
+    live = m & survivors[None, :]
+    keep = top_n_mask(w, n_keep, valid=live)
+    keep = top_n_mask(w, k_new, valid=keep, axis=0)
 
     # 5. Grow every surviving neuron back to exactly k' by |grad|.
-    missing = jnp.where(survivors, k_new - jnp.sum(keep, axis=1, dtype=jnp.int32), 0)
-    grow = ~keep & survivors[:, None] & (rank_descending(jnp.where(keep, _NEG, g), axis=1) < missing[:, None])
+    missing = jnp.where(survivors, k_new - jnp.sum(keep, axis=0, dtype=jnp.int32), 0)
+    grow = top_n_mask(g, missing, valid=~keep & survivors[None, :], axis=0)
 
-    back = lambda a: a.T.reshape(shape)
-    return back(keep | grow), back(grow)
+    return (keep | grow).reshape(shape), grow.reshape(shape)

@@ -227,21 +227,18 @@ def _sparse_updater(
             is_leaf=_is_none,
         )
 
-    def _optimizer_step(grads, state, params, extra):
-        updates, inner_state = inner.update(_masked(grads, state.masks), state.inner_state, params, **extra)
-        return _project(updates, state.masks, params), state._replace(inner_state=inner_state)
-
-    def _mask_step(grads, state, params, plans):
+    def _new_masks(grads, state, params, plans):
+        """New masks and the `keep` maps (active before and after, not regrown); bool arrays only."""
         drop = cosine_drop_fraction(state.count, alpha=alpha, end_step=end)
         step_key = jax.random.fold_in(state.key, state.count)
         leaves_p, treedef = jax.tree.flatten(params)
         leaves_g = treedef.flatten_up_to(grads)
         leaves_m = jax.tree.leaves(state.masks, is_leaf=_is_none)
-        new_masks, keep_moments = [], []
+        new_masks, keeps = [], []
         for i, (p, g, m, plan) in enumerate(zip(leaves_p, leaves_g, leaves_m, plans, strict=True)):
             if m is None:
                 new_masks.append(None)
-                keep_moments.append(None)
+                keeps.append(None)
                 continue
             if method == "set":
                 scores = jax.random.uniform(jax.random.fold_in(step_key, i), m.shape)
@@ -251,17 +248,8 @@ def _sparse_updater(
             else:
                 new, grown = srigl_mask_update(p, g, m, drop, nnz_target=plan.nnz_target, k0=plan.k0, gamma_sal=gamma)
             new_masks.append(new)
-            keep_moments.append(new & ~grown)
-        masks = jax.tree.unflatten(treedef, new_masks)
-        keep = jax.tree.unflatten(treedef, keep_moments)
-        updates = jax.tree.map(
-            lambda k, p: jnp.zeros_like(p) if k is None else jnp.where(k, jnp.zeros((), p.dtype), -p),
-            keep,
-            params,
-            is_leaf=_is_none,
-        )
-        inner_state = map_param_copies(state.inner_state, params, lambda copy: _masked(copy, keep))
-        return updates, state._replace(masks=masks, inner_state=inner_state)
+            keeps.append(new & ~grown)
+        return jax.tree.unflatten(treedef, new_masks), jax.tree.unflatten(treedef, keeps)
 
     def update_fn(grads, state, params=None, **extra):
         if params is None:
@@ -271,16 +259,30 @@ def _sparse_updater(
         if jax.tree.structure(grads) != jax.tree.structure(params):
             raise ValueError("grads and params must have the same tree structure")
         plans = _plans_from_state(params, state.masks)  # static: depends on shapes only
+        # The optimizer step on the current masks (always computed; cheap next to the model's step).
+        opt_updates, opt_inner = inner.update(_masked(grads, state.masks), state.inner_state, params, **extra)
+        opt_updates = _project(opt_updates, state.masks, params)
         if method == "static":
-            updates, new_state = _optimizer_step(grads, state, params, extra)
-        else:
-            do_mask_update = is_mask_update_step(state.count, update_every=update_every, end_step=end)
-            updates, new_state = jax.lax.cond(
-                do_mask_update,
-                lambda: _mask_step(grads, state, params, plans),
-                lambda: _optimizer_step(grads, state, params, extra),
-            )
-        return updates, new_state._replace(count=state.count + 1)
+            return opt_updates, state._replace(count=state.count + 1, inner_state=opt_inner)
+        # A mask update replaces the optimizer step (as in the RigL and SRigL reference code): dropped and
+        # regrown weights become exactly 0, kept ones stay, and the moments of all but the kept are zeroed.
+        # Only the bool masks come out of the cond; the float selections below fuse with the optimizer's
+        # elementwise work instead of copying params and moments out of a cond on every step.
+        do = is_mask_update_step(state.count, update_every=update_every, end_step=end)
+        masks, keep = jax.lax.cond(
+            do, lambda: _new_masks(grads, state, params, plans), lambda: (state.masks, state.masks)
+        )
+        mask_updates = jax.tree.map(
+            lambda k, p: jnp.zeros_like(p) if k is None else jnp.where(k, jnp.zeros((), p.dtype), -p),
+            keep,
+            params,
+            is_leaf=_is_none,
+        )
+        reset_inner = map_param_copies(state.inner_state, params, lambda copy: _masked(copy, keep))
+        pick = lambda a, b: jnp.where(do, a, b)
+        updates = jax.tree.map(pick, mask_updates, opt_updates)
+        inner_state = jax.tree.map(pick, reset_inner, opt_inner)
+        return updates, SparseState(count=state.count + 1, masks=masks, key=state.key, inner_state=inner_state)
 
     def _plans_from_state(params, masks):
         sparsities = _leaf_sparsities(params, sparsity, distribution, sparse_leaves)

@@ -24,6 +24,7 @@ from ._ops import density_report as density_report
 from ._schedule import cosine_drop_fraction as cosine_drop_fraction
 from ._schedule import is_mask_update_step as is_mask_update_step
 from ._schedule import map_param_copies as map_param_copies
+from ._select import top_n_mask as top_n_mask
 from ._validation import check_masks_match as check_masks_match
 from ._validation import check_sparsity as check_sparsity
 from ._validation import num_active as num_active
@@ -51,6 +52,7 @@ __all__ = [
     "random_fan_in_mask",
     "random_mask",
     "random_masks",
+    "top_n_mask",
     "topk_mask",
     "uniform_sparsities",
 ]

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxsparse.condensed import condensed_matmul
+from jaxsparse.masks import top_n_mask
 
 __all__ = ["fixed_fan_in_logits", "init_fixed_fan_in", "set_rewire"]
 
@@ -81,12 +82,7 @@ def set_rewire(key, values, indices, *, in_features: int, fraction=None, thresho
     if fraction is not None:
         if isinstance(fraction, bool) or not isinstance(fraction, float | int) or not 0.0 <= fraction <= 1.0:
             raise ValueError(f"fraction must be a float in [0, 1], got {fraction!r}")
-        n = round(fraction * values.size)
-        flat = jnp.abs(values).reshape(-1).astype(jnp.float32)
-        rewired = jnp.zeros(flat.shape, bool)
-        if n:
-            rewired = rewired.at[jax.lax.top_k(-flat, n)[1]].set(True)
-        rewired = rewired.reshape(values.shape)
+        rewired = top_n_mask(-jnp.abs(values).astype(jnp.float32), round(fraction * values.size))
     else:
         rewired = jnp.abs(values) < threshold
     fresh = jax.random.randint(key, indices.shape, 0, in_features, dtype=indices.dtype)

@@ -95,20 +95,26 @@ def init_xmc(key, spec: XMCModelSpec):
     return params, indices
 
 
+def _affine(x, layer):
+    return x @ layer["kernel"] + layer["bias"][None, :]
+
+
 def xmc_forward(params, indices, x, *, fan_in_chunk: int | None = 8):
     """Returns (label logits [B, L], meta logits [B, G] or None)."""
-    h = jax.nn.relu(x @ params["encoder"]["kernel"] + params["encoder"]["bias"])
+    if x.ndim != 2:
+        raise ValueError(f"x must be [batch, num_features], got shape {x.shape}")
+    h = jax.nn.relu(_affine(x, params["encoder"]))
     z = h
     if "intermediate" in params:
-        z = jax.nn.relu(h @ params["intermediate"]["kernel"] + params["intermediate"]["bias"])
+        z = jax.nn.relu(_affine(h, params["intermediate"]))
     head = params["head"]
     if "values" in head:
         logits = fixed_fan_in_logits(z, head["values"], indices, head["bias"], fan_in_chunk=fan_in_chunk)
     else:
-        logits = z @ head["kernel"] + head["bias"]
+        logits = _affine(z, head)
     meta = None
     if "meta" in params:
-        meta = h @ params["meta"]["kernel"] + params["meta"]["bias"]
+        meta = _affine(h, params["meta"])
     return logits, meta
 
 

@@ -1,4 +1,4 @@
-"""Shared fixtures for the DST tests: a small params pytree, its sparsity plan, fake gradients and updaters."""
+"""Shared helpers for the DST tests: a small params pytree, its sparsity plan, fake gradients, numpy references."""
 
 import jax
 import jax.numpy as jnp
@@ -137,7 +137,8 @@ def unstructured_reference(weights, scores, mask, drop):
 def srigl_reference(weights, grads, mask, drop, *, nnz_target: int, k0: int, gamma_sal: float):
     """SRigL following /work/shared/reference/sparse_training.md §1 step by step (rows = output neurons).
 
-    Ties go to the lower index in the [n_out, fan_in] (neuron-major) layout.
+    Ties in the layer-wide selections go to the lower flat index of the kernel itself ([fan_in, n_out],
+    row-major); ties within a neuron go to the lower input index.
     """
     shape = np.shape(mask)
     n_out = shape[-1]
@@ -149,7 +150,8 @@ def srigl_reference(weights, grads, mask, drop, *, nnz_target: int, k0: int, gam
     n_prune = n_prune_for(nnz, drop)
     n_keep = nnz - n_prune
     # 2. Saliency: top n_keep |W| (active) plus top n_prune |grad| over the whole layer.
-    salient = (m & top_k(np.where(m, w, -np.inf), n_keep)) | top_k(g, n_prune)
+    layer_top = lambda scores, n: top_k(scores.T, n).T  # layer-wide, in the kernel's own flat order
+    salient = (m & layer_top(np.where(m, w, -np.inf), n_keep)) | layer_top(g, n_prune)
     c = salient.sum(axis=1)
     # 3. Ablation with tau = max(1, floor(gamma k0)), lowered so that ceil(nnz*/fan_in) neurons survive.
     tau = 0 if gamma_sal == 0 else max(1, int(np.floor(gamma_sal * k0)))
@@ -160,7 +162,7 @@ def srigl_reference(weights, grads, mask, drop, *, nnz_target: int, k0: int, gam
     k_new = nnz_target // int(survive.sum())
     # 5. Drop: global top n_keep |W| among surviving rows, then cap each row at k' by magnitude.
     live = m & survive[:, None]
-    keep = live & top_k(np.where(live, w, -np.inf), n_keep)
+    keep = live & layer_top(np.where(live, w, -np.inf), n_keep)
     for i in range(n_out):
         keep[i] &= top_k(np.where(keep[i], w[i], -np.inf), k_new)
     # 6. Grow each surviving row back to k' by |grad| among its non-kept entries.
