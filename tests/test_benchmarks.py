@@ -75,3 +75,17 @@ def test_dst_step_quick_tiny_json(tmp_path):
         assert step["mask_update_step_median_s"] > 0 and step["ordinary_step_median_s"] > 0
     medians = list(_positive_medians(bench))
     assert medians and all(m > 0 for m in medians)
+
+
+def test_xmc_scale_tiny_json(tmp_path):
+    path = tmp_path / "xmc.json"
+    result = _run("--tiny", "--only", "xmc_scale", "--json", str(path))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    bench = json.loads(path.read_text())["benchmarks"]["xmc_scale"]
+    assert bench["constant_fan_in"] is True
+    memory = bench["memory"]
+    # values + bias (fp32) and int32 indices: exact bytes, and well under the dense head.
+    assert memory["head_param_bytes"] == (bench["labels"] * bench["fan_in"] + bench["labels"]) * 4
+    assert memory["head_index_bytes"] == bench["labels"] * bench["fan_in"] * 4
+    assert memory["head_total_bytes"] < memory["dense_head_total_bytes"]
+    assert bench["step_s_median"] > 0

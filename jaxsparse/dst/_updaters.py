@@ -5,12 +5,14 @@ Each factory wraps an inner optax optimizer and returns a `GradientTransformatio
 
 * on ordinary steps, feeds the inner optimizer the masked gradients and projects its updates with
   `where(mask, update, -params)`, so pruned weights are exactly zero after `optax.apply_updates`;
-* at mask-update steps (every ΔT steps before T_end), updates the masks from the weights and the dense
-  gradients instead of taking an optimizer step (as the RigL and SRigL reference code do); dropped and
-  regrown weights become exactly zero, and the inner optimizer's moments of every inactive or regrown
-  weight are zeroed.
+* at mask-update steps (every ΔT steps before T_end), first updates the masks from the weights and the
+  dense gradients, then takes the optimizer step for the weights kept by the update: dropped and regrown
+  weights become exactly zero, with zeroed gradients and optimizer moments, and regrown weights start
+  training on the next step. (The RigL/SRigL reference code skips the optimizer step on mask-update
+  steps instead; taking it for the kept weights costs nothing and keeps the inner step count in sync.)
 
-Both branches sit under `lax.cond` with masks as arrays in the state, so a mask update never recompiles.
+The mask computation sits under `lax.cond` with masks as arrays in the state, so a mask update never
+recompiles.
 """
 
 import dataclasses
@@ -259,30 +261,24 @@ def _sparse_updater(
         if jax.tree.structure(grads) != jax.tree.structure(params):
             raise ValueError("grads and params must have the same tree structure")
         plans = _plans_from_state(params, state.masks)  # static: depends on shapes only
-        # The optimizer step on the current masks (always computed; cheap next to the model's step).
-        opt_updates, opt_inner = inner.update(_masked(grads, state.masks), state.inner_state, params, **extra)
-        opt_updates = _project(opt_updates, state.masks, params)
         if method == "static":
-            return opt_updates, state._replace(count=state.count + 1, inner_state=opt_inner)
-        # A mask update replaces the optimizer step (as in the RigL and SRigL reference code): dropped and
-        # regrown weights become exactly 0, kept ones stay, and the moments of all but the kept are zeroed.
-        # Only the bool masks come out of the cond; the float selections below fuse with the optimizer's
-        # elementwise work instead of copying params and moments out of a cond on every step.
+            updates, inner_state = inner.update(_masked(grads, state.masks), state.inner_state, params, **extra)
+            return _project(updates, state.masks, params), state._replace(
+                count=state.count + 1, inner_state=inner_state
+            )
+        # Only the bool masks come out of the cond: a cond returning params-sized floats would copy params and
+        # moments out of it on every step. `keep` marks weights active before and after the update (on
+        # ordinary steps it is the mask itself): dropped and regrown weights get zero moments and gradients,
+        # so they stay exactly 0 through this step's update, and regrown ones start training on the next.
         do = is_mask_update_step(state.count, update_every=update_every, end_step=end)
         masks, keep = jax.lax.cond(
             do, lambda: _new_masks(grads, state, params, plans), lambda: (state.masks, state.masks)
         )
-        mask_updates = jax.tree.map(
-            lambda k, p: jnp.zeros_like(p) if k is None else jnp.where(k, jnp.zeros((), p.dtype), -p),
-            keep,
-            params,
-            is_leaf=_is_none,
+        inner_state = map_param_copies(state.inner_state, params, lambda copy: _masked(copy, keep))
+        updates, inner_state = inner.update(_masked(grads, keep), inner_state, params, **extra)
+        return _project(updates, keep, params), SparseState(
+            count=state.count + 1, masks=masks, key=state.key, inner_state=inner_state
         )
-        reset_inner = map_param_copies(state.inner_state, params, lambda copy: _masked(copy, keep))
-        pick = lambda a, b: jnp.where(do, a, b)
-        updates = jax.tree.map(pick, mask_updates, opt_updates)
-        inner_state = jax.tree.map(pick, reset_inner, opt_inner)
-        return updates, SparseState(count=state.count + 1, masks=masks, key=state.key, inner_state=inner_state)
 
     def _plans_from_state(params, masks):
         sparsities = _leaf_sparsities(params, sparsity, distribution, sparse_leaves)

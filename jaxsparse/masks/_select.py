@@ -39,29 +39,29 @@ def top_n_mask(scores, n, *, valid=None, axis: int | None = None):
     if valid is not None:
         keys = jnp.where(valid, keys, jnp.uint32(0))
     if axis is None:
-        flat = keys.reshape(1, -1)
-        n = jnp.reshape(jnp.asarray(n, jnp.int32), (1,))
+        keys = keys.reshape(-1)
+        axis = 0
+        n_shape: tuple[int, ...] = (1,)
     else:
-        flat = jnp.moveaxis(keys, axis, -1)
-        lead = flat.shape[:-1]
-        flat = flat.reshape(-1, flat.shape[-1])
-        n = jnp.broadcast_to(jnp.asarray(n, jnp.int32), lead).reshape(-1)
-    n = n[:, None]
+        if not -scores.ndim <= axis < scores.ndim:
+            raise ValueError(f"axis must be in [-{scores.ndim}, {scores.ndim}), got {axis}")
+        axis = axis % scores.ndim
+        n_shape = (*keys.shape[:axis], 1, *keys.shape[axis + 1:])
+    # Reductions run along `axis` in place (no transpose), so callers keep the arrays' own layout.
+    n = jnp.expand_dims(jnp.asarray(n, jnp.int32), axis) if jnp.ndim(n) else jnp.asarray(n, jnp.int32)
+    n = jnp.broadcast_to(n, n_shape)
 
-    def count_at_least(threshold):  # [rows, 1] -> [rows, 1]
-        return jnp.sum(flat >= threshold, axis=1, keepdims=True, dtype=jnp.int32)
+    def count_at_least(threshold):
+        return jnp.sum(keys >= threshold, axis=axis, keepdims=True, dtype=jnp.int32)
 
     def bit_step(i, threshold):
         candidate = threshold | jnp.left_shift(jnp.uint32(1), jnp.uint32(31 - i))
         return jnp.where(count_at_least(candidate) >= n, candidate, threshold)
 
     # The largest threshold T with count(keys >= T) >= n: the n-th largest key (2^32 - 1 when n = 0).
-    threshold = lax.fori_loop(0, 32, bit_step, jnp.zeros((flat.shape[0], 1), jnp.uint32))
-    above = flat > threshold
-    ties_needed = n - jnp.sum(above, axis=1, keepdims=True, dtype=jnp.int32)
-    ties = (flat == threshold) & (flat > 0)
-    chosen = above | (ties & (jnp.cumsum(ties, axis=1, dtype=jnp.int32) <= ties_needed))
-    chosen = chosen & (flat > 0)
-    if axis is None:
-        return chosen.reshape(scores.shape)
-    return jnp.moveaxis(chosen.reshape(*lead, scores.shape[axis]), -1, axis)
+    threshold = lax.fori_loop(0, 32, bit_step, jnp.zeros(n_shape, jnp.uint32))
+    above = keys > threshold
+    ties_needed = n - jnp.sum(above, axis=axis, keepdims=True, dtype=jnp.int32)
+    ties = (keys == threshold) & (keys > 0)
+    chosen = above | (ties & (jnp.cumsum(ties, axis=axis, dtype=jnp.int32) <= ties_needed))
+    return (chosen & (keys > 0)).reshape(scores.shape)

@@ -16,9 +16,7 @@ def _data(n=23):
 @pytest.mark.parametrize("drop_remainder", [True, False])
 def test_epoch_covers_rows_once(shuffle, drop_remainder):
     x, y = _data()
-    batches = list(
-        iterate_minibatches(x, y, batch_size=5, seed=0, shuffle=shuffle, drop_remainder=drop_remainder)
-    )
+    batches = list(iterate_minibatches(x, y, batch_size=5, seed=0, shuffle=shuffle, drop_remainder=drop_remainder))
     assert len(batches) == num_batches(23, batch_size=5, drop_remainder=drop_remainder)
     assert len(batches) == (4 if drop_remainder else 5)
     sizes = [yb.shape[0] for _, yb in batches]

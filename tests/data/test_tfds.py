@@ -19,9 +19,7 @@ def mocked():
         yield
 
 
-@pytest.mark.parametrize(
-    ("name", "shape", "num_classes"), [("mnist", (28, 28, 1), 10), ("cifar10", (32, 32, 3), 10)]
-)
+@pytest.mark.parametrize(("name", "shape", "num_classes"), [("mnist", (28, 28, 1), 10), ("cifar10", (32, 32, 3), 10)])
 def test_load_arrays(mocked, name, shape, num_classes):
     for split in ("train", "test"):
         x, y = load_tfds_arrays(name, split=split)
