@@ -46,7 +46,7 @@ def top_n_mask(scores, n, *, valid=None, axis: int | None = None):
         if not -scores.ndim <= axis < scores.ndim:
             raise ValueError(f"axis must be in [-{scores.ndim}, {scores.ndim}), got {axis}")
         axis = axis % scores.ndim
-        n_shape = (*keys.shape[:axis], 1, *keys.shape[axis + 1:])
+        n_shape = (*keys.shape[:axis], 1, *keys.shape[axis + 1 :])
     # Reductions run along `axis` in place (no transpose), so callers keep the arrays' own layout.
     n = jnp.expand_dims(jnp.asarray(n, jnp.int32), axis) if jnp.ndim(n) else jnp.asarray(n, jnp.int32)
     n = jnp.broadcast_to(n, n_shape)
