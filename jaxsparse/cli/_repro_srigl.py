@@ -21,7 +21,7 @@ def _fan_in_plot(histograms: dict, out_dir: pathlib.Path) -> str | None:
         ax.set_title(leaf, fontsize=8)
         ax.set_xlabel("fan-in (0 = ablated)")
         ax.set_ylabel("neurons")
-    fig.suptitle(f"SRigL per-layer fan-in ({next(iter(histograms))})")
+    fig.suptitle(f"SRigL per-layer fan-in ({next(iter(histograms))})", y=1.06)
     return save_figure(fig, out_dir / "srigl_fan_in.png")
 
 
