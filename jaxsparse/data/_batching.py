@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from jaxsparse.data._checks import check_bool, check_int, check_seed
+from jaxsparse._checks import check_bool, check_int, check_seed
 
 __all__ = ["iterate_minibatches", "num_batches"]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxsparse.data._checks import check_bool, check_fraction, check_int, check_optional_int, check_seed
+from jaxsparse._checks import check_bool, check_fraction, check_int, check_optional_int, check_seed
 
 __all__ = ["CodeCorpus", "load_stdlib_code_corpus", "sample_windows", "stdlib_root"]
 

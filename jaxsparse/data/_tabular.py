@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from jaxsparse.data._checks import check_bool, check_fraction, check_seed
+from jaxsparse._checks import check_bool, check_fraction, check_seed
 
 __all__ = ["Split", "load_breast_cancer_split", "load_digits_split"]
 

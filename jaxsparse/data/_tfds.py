@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from jaxsparse._checks import check_bool, check_int, check_optional_int, check_seed
 from jaxsparse.data._batching import num_batches
-from jaxsparse.data._checks import check_bool, check_int, check_optional_int, check_seed
 
 __all__ = ["iter_tfds_batches", "load_tfds_arrays"]
 

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxsparse._checks import check_int
 from jaxsparse.masks import (
     check_sparsity,
     cosine_drop_fraction,
@@ -94,18 +95,12 @@ def _check_key(key):
     return key
 
 
-def _check_positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
-
-
 def _resolve_end_step(total_steps, end_step, end_fraction: float) -> int:
     if end_step is not None:
-        return _check_positive_int(end_step, "end_step")
+        return check_int(end_step, "end_step", minimum=1)
     if total_steps is None:
         raise ValueError("give total_steps (T_end = end_fraction * total_steps) or end_step")
-    total_steps = _check_positive_int(total_steps, "total_steps")
+    total_steps = check_int(total_steps, "total_steps", minimum=1)
     if not 0.0 < end_fraction <= 1.0:
         raise ValueError(f"end_fraction must be in (0, 1], got {end_fraction}")
     return max(1, int(end_fraction * total_steps))
@@ -191,7 +186,7 @@ def _sparse_updater(
     if not isinstance(inner, optax.GradientTransformation):
         raise ValueError(f"inner must be an optax GradientTransformation, got {type(inner).__name__}")
     _check_key(key)
-    update_every = _check_positive_int(update_every, "update_every (ΔT)")
+    update_every = check_int(update_every, "update_every (ΔT)", minimum=1)
     if method != "static":
         end = _resolve_end_step(total_steps, end_step, end_fraction)
     else:

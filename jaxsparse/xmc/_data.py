@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from jaxsparse.data._checks import check_fraction, check_int, check_optional_int, check_seed
+from jaxsparse._checks import check_fraction, check_int, check_optional_int, check_seed
 from jaxsparse.data._code import _list_sources, _unit_hash, stdlib_root
 
 __all__ = [

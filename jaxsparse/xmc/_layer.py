@@ -10,16 +10,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxsparse._checks import check_int
 from jaxsparse.condensed import condensed_matmul
 from jaxsparse.masks import top_n_mask
 
 __all__ = ["fixed_fan_in_logits", "init_fixed_fan_in", "set_rewire"]
-
-
-def _check_pos_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
 
 
 def init_fixed_fan_in(key, in_features: int, num_labels: int, fan_in: int, *, dtype=jnp.float32, row_chunk=65536):
@@ -31,10 +26,10 @@ def init_fixed_fan_in(key, in_features: int, num_labels: int, fan_in: int, *, dt
     Returns:
       (values [num_labels, fan_in], indices [num_labels, fan_in] int32, ascending per row).
     """
-    in_features = _check_pos_int(in_features, "in_features")
-    num_labels = _check_pos_int(num_labels, "num_labels")
-    fan_in = _check_pos_int(fan_in, "fan_in")
-    row_chunk = _check_pos_int(row_chunk, "row_chunk")
+    in_features = check_int(in_features, "in_features", minimum=1)
+    num_labels = check_int(num_labels, "num_labels", minimum=1)
+    fan_in = check_int(fan_in, "fan_in", minimum=1)
+    row_chunk = check_int(row_chunk, "row_chunk", minimum=1)
     if fan_in > in_features:
         raise ValueError(f"fan_in must be <= in_features={in_features}, got {fan_in}")
     k_idx, k_val = jax.random.split(key)
@@ -76,7 +71,7 @@ def set_rewire(key, values, indices, *, in_features: int, fraction=None, thresho
     """
     if (fraction is None) == (threshold is None):
         raise ValueError("give exactly one of fraction= or threshold=")
-    in_features = _check_pos_int(in_features, "in_features")
+    in_features = check_int(in_features, "in_features", minimum=1)
     if values.shape != indices.shape or values.ndim != 2:
         raise ValueError(f"values and indices must both be [labels, fan_in]; got {values.shape}, {indices.shape}")
     if fraction is not None:

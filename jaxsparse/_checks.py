@@ -1,4 +1,4 @@
-"""Argument checks shared by the data loaders; every error names the offending argument."""
+"""Argument checks shared across jaxsparse (data loaders, DST, XMC); every error names the offending argument."""
 
 import math
 from numbers import Integral, Real
