@@ -13,8 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxsparse.xmc import init_fixed_fan_in, memory_report, set_rewire, squared_hinge_loss
-from jaxsparse.xmc._layer import fixed_fan_in_logits
+from jaxsparse.xmc import fixed_fan_in_logits, init_fixed_fan_in, memory_report, set_rewire, squared_hinge_loss
 
 
 def _peak_rss_gib() -> float:

@@ -2,7 +2,7 @@
 
 import dataclasses
 
-METHODS = ("dense", "static", "set", "rigl", "srigl")
+from jaxsparse.dst import METHODS
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 import dataclasses
 
-VARIANTS = ("dense", "sparse", "sparse+intermediate", "sparse+aux", "sparse+both")
+from jaxsparse.xmc import VARIANTS
 
 
 @dataclasses.dataclass(frozen=True)

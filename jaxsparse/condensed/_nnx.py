@@ -197,7 +197,7 @@ class NMLinear(nnx.Module):
             raise ValueError(f"kernel must have shape ({in_features}, {out_features}), got {kernel.shape}")
         if bias is not None and jnp.shape(bias) != (out_features,):
             raise ValueError(f"bias must have shape ({out_features},), got {jnp.shape(bias)}")
-        mask = nm_mask(jnp.abs(kernel), n, m, axis=0)
+        mask = nm_mask(jnp.abs(kernel), n, m, axis=0)  # validates n and m first
         if n == 0:
             raise ValueError("n must be >= 1 for an NMLinear layer (n=0 keeps no weight)")
         weight = to_condensed(kernel, mask)
