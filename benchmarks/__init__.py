@@ -10,6 +10,6 @@ medians) and prints ratios, so the numbers compare within a run on one machine:
   its exact memory next to the dense head's.
 """
 
-BENCHMARKS = ("dst_step", "condensed_inference", "xmc_scale")
+BENCHMARKS = ("dst_step", "condensed_inference", "xmc_scale", "kernels")
 
 __all__ = ["BENCHMARKS"]

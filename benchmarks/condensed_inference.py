@@ -3,8 +3,8 @@
 Timed side by side (all jitted, medians over alternating repeats), per batch size:
   * dense `x @ W` with the masked dense kernel (the baseline every ratio refers to),
   * `condensed_matmul` (the library's feature-major gather),
-  * `CondensedLinear` with implementation="gather", "dense" (re-scatters the kernel on every call) and
-    "auto" (picks by `AUTO_GATHER_MAX_BATCH`),
+  * `CondensedLinear` with implementation="xla", "dense" (re-scatters the kernel on every call) and
+    "auto" (picks by `pallas_kernels.condensed_matmul.CPU_GATHER_MAX_BATCH` on CPU),
   * alternative pure-JAX condensed formulations (batch-major gather, multiply-and-sum, segment sum),
     to see which forward is fastest on this machine.
 
@@ -19,8 +19,8 @@ import numpy as np
 from flax import nnx
 
 from jaxsparse.condensed import CondensedLinear, condensed_matmul
-from jaxsparse.condensed import _nnx as condensed_nnx
 from jaxsparse.masks import fan_in_for_sparsity
+from pallas_kernels.condensed_matmul import CPU_GATHER_MAX_BATCH
 
 from ._timing import interleaved_medians, ratio_line
 
@@ -98,18 +98,18 @@ def run(*, quick: bool = False, tiny: bool = False) -> dict:
     batches = (1, 4) if tiny else (1, 16, 256) if quick else (1, 2, 4, 8, 16, 64, 256)
     repeats = 5 if tiny else 9 if quick else 25
     target_s = 0.004 if tiny else 0.03 if quick else 0.06
-    auto_max = condensed_nnx.AUTO_GATHER_MAX_BATCH
+    auto_max = CPU_GATHER_MAX_BATCH
 
     dense_mm = jax.jit(lambda x, w: x @ w)
-    gather_mm = jax.jit(condensed_matmul)
-    layer_gather = _layer_fn(values, indices, n_in, n_out, "gather")
+    gather_mm = jax.jit(functools.partial(condensed_matmul, implementation="xla"))
+    layer_gather = _layer_fn(values, indices, n_in, n_out, "xla")
     layer_dense = _layer_fn(values, indices, n_in, n_out, "dense")
     layer_auto = _layer_fn(values, indices, n_in, n_out, "auto")
     alts = {name: jax.jit(fn) for name, fn in ALTERNATIVES.items()}
 
     print(
         f"[{NAME}] {n_in} -> {n_out} fp32, sparsity {size['sparsity']:.0%}, constant fan-in k = {k}; "
-        f"AUTO_GATHER_MAX_BATCH = {auto_max}; {repeats} alternating repeats, medians"
+        f"CPU_GATHER_MAX_BATCH = {auto_max}; {repeats} alternating repeats, medians"
     )
     results = {"sizes": {**size, "k": k, "batches": list(batches), "repeats": repeats}, "batches": {}}
     results["auto_gather_max_batch"] = auto_max
@@ -144,7 +144,7 @@ def run(*, quick: bool = False, tiny: bool = False) -> dict:
     results["recommended_auto_gather_max_batch"] = _crossover(results["batches"])
     print(
         f" gather beats CondensedLinear 'dense' up to batch {results['recommended_auto_gather_max_batch']} "
-        f"(of those measured) -> suggested AUTO_GATHER_MAX_BATCH; current {auto_max}"
+        f"(of those measured) -> suggested CPU_GATHER_MAX_BATCH; current {auto_max}"
     )
     return results
 

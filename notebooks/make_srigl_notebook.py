@@ -161,7 +161,7 @@ dense. The result must compute the same logits as the masked dense model."""
 kernels = [model.layers[i].kernel[...] for i in range(n_layers)]
 biases = [model.layers[i].bias[...] for i in range(n_layers)]
 layer_masks = [masks["layers"][i]["kernel"] for i in range(n_layers)]
-condensed = dst.condense_mlp(kernels, biases, layer_masks, implementation="gather")
+condensed = dst.condense_mlp(kernels, biases, layer_masks, implementation="xla")
 
 x_test = jnp.asarray(data.x_test)
 gap = float(jnp.max(jnp.abs(condensed(x_test) - model(x_test))))

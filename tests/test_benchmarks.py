@@ -89,3 +89,23 @@ def test_xmc_scale_tiny_json(tmp_path):
     assert memory["head_index_bytes"] == bench["labels"] * bench["fan_in"] * 4
     assert memory["head_total_bytes"] < memory["dense_head_total_bytes"]
     assert bench["step_s_median"] > 0
+
+
+def test_kernels_tiny_json(tmp_path):
+    # On CPU the kernels run interpreted: this checks the benchmark's code path and records, not speed.
+    path = tmp_path / "kernels.json"
+    result = _run("--tiny", "--only", "kernels", "--json", str(path), timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    bench = json.loads(path.read_text())["benchmarks"]["kernels"]
+    assert bench["gpu"] is False and bench["forward"] and bench["structured"]
+    for row in bench["forward"]:
+        assert {"dense", "pallas", "auto"} <= set(row["times"])
+        for timing in row["times"].values():
+            assert timing["median_us"] > 0
+            tol = 1e-2 if row["dtype"] == "bfloat16" else 1e-5
+            assert timing["rel_err"] < tol  # every implementation computed the dense product
+
+
+def test_kernels_without_gpu_says_so():
+    result = _run("--only", "kernels")
+    assert result.returncode == 0 and "needs a GPU" in result.stdout

@@ -51,7 +51,7 @@ def run(config, out_dir: pathlib.Path) -> dict:
         f"Dense MLP test accuracy {dense.mean():.4f} ± {dense.std():.4f} over {len(dense)} seed(s). "
         "Masks pruned one-shot from the trained weights, then fine-tuned with the mask fixed; "
         "`condensed_gap` is the max |logit| difference between the masked dense model and its "
-        "CondensedLinear / NMLinear (gather) version."
+        "CondensedLinear / NMLinear (xla gather) version."
     )
     return {
         "summary": summary,

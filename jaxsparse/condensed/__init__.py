@@ -1,10 +1,11 @@
 """Condensed core: constant fan-in weights as values/indices, their matmul, and NNX layers."""
 
+from pallas_kernels.condensed_matmul import condensed_matmul as condensed_matmul
+from pallas_kernels.condensed_matmul import condensed_to_dense_kernel as condensed_to_dense_kernel
+
 from ._convert import CondensedWeight as CondensedWeight
 from ._convert import from_condensed as from_condensed
 from ._convert import to_condensed as to_condensed
-from ._matmul import condensed_matmul as condensed_matmul
-from ._matmul import condensed_to_dense_kernel as condensed_to_dense_kernel
 from ._nnx import IMPLEMENTATIONS as IMPLEMENTATIONS
 from ._nnx import ActiveNeurons as ActiveNeurons
 from ._nnx import CondensedLinear as CondensedLinear

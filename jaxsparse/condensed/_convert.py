@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._matmul import is_concrete
+from pallas_kernels._common import is_concrete
 
 __all__ = ["CondensedWeight", "from_condensed", "to_condensed"]
 

@@ -4,11 +4,9 @@ Both are thin shells: parameters (`values`, `bias`) are `nnx.Param`; the integer
 `ConnIndex` / `ActiveNeurons` variables, which `nnx.Optimizer(..., wrt=nnx.Param)` and `nnx.grad` ignore.
 No submodule is shared and nothing is sown, so both are valid in NNX tree mode.
 
-`implementation=` picks the forward:
-  * "gather": `condensed_matmul` (feature-major gather; wins at small batch when sparse enough),
-  * "dense": scatter the condensed rows into a dense kernel and run one GEMM (wins at large batch),
-  * "auto": "gather" when the flattened batch is at most `AUTO_GATHER_MAX_BATCH`, else "dense".
-Custom kernels (`pallas_kernels`) plug in here under their own names once available.
+`implementation=` picks the backend of `pallas_kernels.condensed_matmul`: "xla" (feature-major gather), "pallas"
+(the Pallas GPU kernel, interpreted off GPU), "triton" (jax-triton), "dense" (scatter into a dense kernel, one
+GEMM) or "auto" (per platform and batch size; see `pallas_kernels.condensed_matmul.auto_implementation`).
 """
 
 import jax.numpy as jnp
@@ -16,9 +14,12 @@ import numpy as np
 from flax import nnx
 
 from jaxsparse.masks import nm_mask
+from pallas_kernels.condensed_matmul import condensed_matmul
+from pallas_kernels.condensed_matmul._validate import check_condensed_args
+from pallas_kernels.nm_matmul import IMPLEMENTATIONS as NM_IMPLEMENTATIONS
+from pallas_kernels.nm_matmul import nm_compress, nm_decompress, nm_matmul
 
 from ._convert import CondensedWeight, from_condensed, to_condensed
-from ._matmul import check_condensed_args, condensed_matmul, condensed_to_dense_kernel
 
 __all__ = [
     "IMPLEMENTATIONS",
@@ -29,11 +30,7 @@ __all__ = [
     "condensed_forward",
 ]
 
-IMPLEMENTATIONS = ("auto", "gather", "dense")
-# Measured on a 2-core CPU (JAX 0.10.2, fp32, 3072->768, 90% sparse; benchmarks/condensed_inference.py): the
-# gather ties a plain GEMM at batch 1 (0.92x its time) and beats this layer's "dense" path (which scatters
-# the kernel on every call) up to batch 8; above that the scatter + GEMM wins (gather 19x slower at 256).
-AUTO_GATHER_MAX_BATCH = 8
+IMPLEMENTATIONS = ("auto", "xla", "pallas", "triton", "dense")
 
 
 _DEFAULT_KERNEL_INIT = nnx.initializers.lecun_normal()
@@ -57,17 +54,7 @@ def condensed_forward(x, values, indices, bias, *, in_features: int, implementat
     """The layers' forward as a pure function: y = condensed(x) + bias, over the chosen implementation."""
     _check_implementation(implementation)
     check_condensed_args(x, values, indices, in_features=in_features)
-    if implementation == "auto":
-        batch = int(np.prod(x.shape[:-1])) if x.ndim > 1 else 1
-        implementation = "gather" if batch <= AUTO_GATHER_MAX_BATCH else "dense"
-    if implementation == "gather":
-        y = condensed_matmul(x, values, indices)
-    else:
-        kernel = condensed_to_dense_kernel(values, indices, in_features)
-        y = jnp.matmul(x, kernel.astype(jnp.result_type(x.dtype, kernel.dtype)))
-    if bias is not None:
-        y = y + bias.reshape((1,) * (y.ndim - 1) + (-1,))
-    return y
+    return condensed_matmul(x, values, indices, bias, implementation=implementation)
 
 
 class CondensedLinear(nnx.Module):
@@ -164,9 +151,11 @@ class CondensedLinear(nnx.Module):
 
 
 class NMLinear(nnx.Module):
-    """A linear layer with N:M sparsity along its inputs: each group of `m` inputs feeds `n` weights.
+    """A linear layer with N:M sparsity along its inputs: each group of `m` consecutive inputs feeds `n` weights.
 
-    Stored condensed (each output keeps n * in_features / m inputs), so the same implementations apply.
+    Stored in the N:M format of `pallas_kernels.nm_matmul`: `values [out, in // m, n]` (trained) and the
+    in-group `positions [out, in // m, n]` (uint8, not trained). `implementation` is that op's: "auto", "xla"
+    (decompress, then one GEMM), "pallas" (decode on chip, GPU) or "dense".
     """
 
     def __init__(
@@ -187,6 +176,8 @@ class NMLinear(nnx.Module):
         for name, v in (("in_features", in_features), ("out_features", out_features)):
             if isinstance(v, bool) or not isinstance(v, int | np.integer) or v <= 0:
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
+        if implementation not in NM_IMPLEMENTATIONS:
+            raise ValueError(f"implementation must be one of {NM_IMPLEMENTATIONS}, got {implementation!r}")
         if kernel is None:
             if rngs is None:
                 raise ValueError("rngs is required unless kernel is given")
@@ -197,15 +188,15 @@ class NMLinear(nnx.Module):
             raise ValueError(f"kernel must have shape ({in_features}, {out_features}), got {kernel.shape}")
         if bias is not None and jnp.shape(bias) != (out_features,):
             raise ValueError(f"bias must have shape ({out_features},), got {jnp.shape(bias)}")
-        mask = nm_mask(jnp.abs(kernel), n, m, axis=0)  # validates n and m first
+        nm_mask(jnp.abs(kernel), n, m, axis=0)  # the core's checks and messages for n and m
         if n == 0:
             raise ValueError("n must be >= 1 for an NMLinear layer (n=0 keeps no weight)")
-        weight = to_condensed(kernel, mask)
+        values, positions = nm_compress(kernel, int(n), int(m))
         self.n, self.m = int(n), int(m)
         self.in_features, self.out_features = int(in_features), int(out_features)
-        self.implementation = _check_implementation(implementation)
-        self.values = nnx.Param(weight.values)
-        self.indices = ConnIndex(weight.indices)
+        self.implementation = implementation
+        self.values = nnx.Param(values)
+        self.positions = ConnIndex(positions)
         self.bias = None if bias is None else nnx.Param(jnp.asarray(bias))
 
     @classmethod
@@ -218,21 +209,13 @@ class NMLinear(nnx.Module):
 
     def to_dense(self):
         """Returns (kernel [in, out], mask, bias or None)."""
-        weight = CondensedWeight(
-            values=self.values[...],
-            indices=self.indices[...],
-            active_neurons=jnp.arange(self.out_features, dtype=jnp.int32),
-            kernel_shape=(self.in_features, self.out_features),
-        )
-        kernel, mask = from_condensed(weight)
+        ones = jnp.ones(self.values.shape, jnp.float32)
+        mask = nm_decompress(ones, self.positions[...], self.m) != 0
+        kernel = nm_decompress(self.values[...], self.positions[...], self.m)
         return kernel, mask, None if self.bias is None else self.bias[...]
 
     def __call__(self, x):
-        return condensed_forward(
-            x,
-            self.values[...],
-            self.indices[...],
-            None if self.bias is None else self.bias[...],
-            in_features=self.in_features,
-            implementation=self.implementation,
-        )
+        if x.shape[-1] != self.in_features:
+            raise ValueError(f"x has {x.shape[-1]} input features but the layer expects in_features={self.in_features}")
+        bias = None if self.bias is None else self.bias[...]
+        return nm_matmul(x, self.values[...], self.positions[...], bias, m=self.m, implementation=self.implementation)

@@ -52,7 +52,7 @@ def _condensed_gap(model: MLP, masks, x) -> float:
     kernels = [model.layers[i].kernel[...] for i in range(n)]
     biases = [model.layers[i].bias[...] for i in range(n)]
     layer_masks = [masks["layers"][i]["kernel"] for i in range(n)]
-    exported = condense_mlp(kernels, biases, layer_masks, implementation="gather")
+    exported = condense_mlp(kernels, biases, layer_masks, implementation="xla")
     xb = jnp.asarray(x)
     return float(jnp.max(jnp.abs(exported(xb) - model(xb))))
 

@@ -10,6 +10,7 @@ is deterministic given its inputs.
 import jax.numpy as jnp
 
 from jaxsparse.masks import top_n_mask
+from jaxsparse.masks._validation import check_group_size
 
 __all__ = ["srigl_mask_update", "unstructured_mask_update"]
 
@@ -37,7 +38,9 @@ def unstructured_mask_update(weights, grow_scores, mask, drop_fraction):
     return keep | grow, grow
 
 
-def srigl_mask_update(weights, grads, mask, drop_fraction, *, nnz_target: int, k0: int, gamma_sal: float):
+def srigl_mask_update(
+    weights, grads, mask, drop_fraction, *, nnz_target: int, k0: int, gamma_sal: float, group_size: int = 1
+):
     """SRigL (Lasby et al. 2024, Alg. 1): constant fan-in with neuron ablation.
 
     1. n_prune = floor(|mask| * drop), n_keep = |mask| - n_prune. Salient weights: the union of the layer's
@@ -51,12 +54,24 @@ def srigl_mask_update(weights, grads, mask, drop_fraction, *, nnz_target: int, k
        neuron at its k' largest.
     5. Grow: each surviving neuron gets its highest-|grad| inactive positions up to exactly k'.
 
+    Group-shared fan-in (`group_size` G > 1): each block of G consecutive output neurons shares one input
+    pattern, and the steps above run on the groups as if each were one neuron. A group scores input j by
+    the sum over its G columns of |w[j]| (drop, saliency) and of |grad[j]| (growth, saliency); a group
+    connection counts once, so n_prune = floor(|mask| / G * drop) group connections (G weights each) are
+    dropped and as many regrown, and every column of a group gets the group's new pattern. Ablation: a
+    group's salient count c_g is its number of salient group connections and the whole group is ablated
+    when c_g < tau (the same tau, in inputs per neuron), with the survivor clamp counted in groups
+    (ceil((nnz* // G) / fan_in_dense)). So a group survives or dies as a unit and its columns always
+    agree; k' = floor((nnz* // G) / n_active_groups) = floor(nnz* / n_active_neurons). `mask` must
+    already be group-shared (the updater's masks are); G = 1 is ordinary SRigL.
+
     Args:
       weights, grads, mask: the leaf's arrays, last axis = output neurons.
       drop_fraction: traced scalar.
       nnz_target: nnz* = floor(size * (1 - sparsity)) (static).
       k0: the initial fan-in floor(nnz* / n_out) (static), the base of the ablation threshold.
       gamma_sal: salience threshold fraction in [0, 1] (static).
+      group_size: G, a positive int dividing n_out (static).
 
     Returns:
       (new_mask, grown).
@@ -64,11 +79,34 @@ def srigl_mask_update(weights, grads, mask, drop_fraction, *, nnz_target: int, k
     shape = mask.shape
     n_out = shape[-1]
     fan_in_dense = mask.size // n_out
+    group_size = check_group_size(group_size, n_out, f"the output axis of the kernel {tuple(shape)}")
     # Work on [fan_in_dense, n_out] (a free reshape): neurons are columns, per-neuron ops run along axis 0.
     w = jnp.abs(weights).reshape(fan_in_dense, n_out)
     g = jnp.abs(grads).reshape(fan_in_dense, n_out)
     m = mask.reshape(fan_in_dense, n_out)
+    if group_size == 1:
+        new, grown = _srigl_columns(w, g, m, drop_fraction, nnz_target=nnz_target, k0=k0, gamma_sal=gamma_sal)
+        return new.reshape(shape), grown.reshape(shape)
 
+    n_groups = n_out // group_size
+    # float32 sums: bf16 sums of G columns would tie scores that differ.
+    group_sum = lambda a: a.astype(jnp.float32).reshape(fan_in_dense, n_groups, group_size).sum(axis=-1)
+    m_group = jnp.any(m.reshape(fan_in_dense, n_groups, group_size), axis=-1)
+    new_g, grown_g = _srigl_columns(
+        group_sum(w), group_sum(g), m_group, drop_fraction,
+        nnz_target=nnz_target // group_size, k0=k0, gamma_sal=gamma_sal,
+    )  # fmt: skip
+    expand = lambda a: jnp.repeat(a, group_size, axis=-1, total_repeat_length=n_out)
+    new = expand(new_g)
+    # A kept group connection is new to any column where `mask` lacked it (a mask that was not group-shared):
+    # mark those grown too, so their weights and moments start from zero like every other new connection.
+    grown = expand(grown_g) | (new & ~m)
+    return new.reshape(shape), grown.reshape(shape)
+
+
+def _srigl_columns(w, g, m, drop_fraction, *, nnz_target: int, k0: int, gamma_sal: float):
+    """SRigL on [fan_in_dense, n_cols] arrays of |w|, |grad| and mask, one column per (group) neuron."""
+    fan_in_dense = m.shape[0]
     nnz = jnp.sum(m, dtype=jnp.int32)
     n_prune = _prune_count(nnz, drop_fraction)
     n_keep = nnz - n_prune
@@ -100,4 +138,4 @@ def srigl_mask_update(weights, grads, mask, drop_fraction, *, nnz_target: int, k
     missing = jnp.where(survivors, k_new - jnp.sum(keep, axis=0, dtype=jnp.int32), 0)
     grow = top_n_mask(g, missing, valid=~keep & survivors[None, :], axis=0)
 
-    return (keep | grow).reshape(shape), grow.reshape(shape)
+    return keep | grow, grow

@@ -34,6 +34,7 @@ from jaxsparse.masks import (
     map_param_copies,
     num_active,
     random_fan_in_mask,
+    random_grouped_fan_in_mask,
     random_mask,
 )
 from jaxsparse.masks import uniform_sparsities as _uniform_sparsities
@@ -76,6 +77,7 @@ class _LeafPlan:
     sparsity: float
     nnz_target: int
     k0: int  # initial constant fan-in (SRigL); 0 otherwise
+    group_size: int = 1  # output neurons sharing one fan-in pattern (SRigL)
 
 
 def default_sparse_leaves(params) -> LeafFilter:
@@ -129,7 +131,7 @@ def _leaf_sparsities(params, sparsity, distribution: str, sparse_leaves):
     return sparsity
 
 
-def _plan(params, sparsities, method: str):
+def _plan(params, sparsities, method: str, group_size: int = 1):
     """Static per-leaf plan (None for dense leaves), validating each leaf can hold its sparsity."""
     plans = []
     flat = jax.tree_util.tree_flatten_with_path(params)[0]
@@ -151,7 +153,12 @@ def _plan(params, sparsities, method: str):
                     f"params{name} of shape {shape} is too small for sparsity {s:.4f}: its fan-in "
                     f"floor(nnz*/n_out) = floor({nnz}/{shape[-1]}) is 0"
                 )
-        plans.append(_LeafPlan(sparsity=float(s), nnz_target=nnz, k0=k0))
+            if shape[-1] % group_size:
+                raise ValueError(
+                    f"group_size={group_size} must divide the output size n_out={shape[-1]} of params{name} "
+                    f"(shape {shape}); keep that leaf dense or pick a group_size dividing every sparse leaf's n_out"
+                )
+        plans.append(_LeafPlan(sparsity=float(s), nnz_target=nnz, k0=k0, group_size=group_size))
     return plans
 
 
@@ -161,6 +168,8 @@ def _init_masks(params, plans, key, method: str):
     for i, (leaf, plan) in enumerate(zip(leaves, plans, strict=True)):
         if plan is None:
             out.append(None)
+        elif method == "srigl" and plan.group_size > 1:
+            out.append(random_grouped_fan_in_mask(jax.random.fold_in(key, i), np.shape(leaf), plan.k0, plan.group_size))
         elif method == "srigl":
             out.append(random_fan_in_mask(jax.random.fold_in(key, i), np.shape(leaf), plan.k0))
         else:
@@ -182,6 +191,7 @@ def _sparse_updater(
     end_fraction: float,
     drop_fraction: float,
     gamma_sal: float = 0.0,
+    group_size: int = 1,
 ) -> optax.GradientTransformationExtraArgs:
     if not isinstance(inner, optax.GradientTransformation):
         raise ValueError(f"inner must be an optax GradientTransformation, got {type(inner).__name__}")
@@ -195,12 +205,13 @@ def _sparse_updater(
         raise ValueError(f"drop_fraction (alpha) must be in [0, 1], got {drop_fraction!r}")
     if isinstance(gamma_sal, bool) or not isinstance(gamma_sal, Real) or not 0.0 <= gamma_sal <= 1.0:
         raise ValueError(f"gamma_sal must be in [0, 1], got {gamma_sal!r}")
+    group_size = check_int(group_size, "group_size", minimum=1)
     inner = optax.with_extra_args_support(inner)
     alpha, gamma = float(drop_fraction), float(gamma_sal)
 
     def init_fn(params):
         sparsities = _leaf_sparsities(params, sparsity, distribution, sparse_leaves)
-        plans = _plan(params, sparsities, method)
+        plans = _plan(params, sparsities, method, group_size)
         init_key, state_key = jax.random.split(key)
         masks = _init_masks(params, plans, init_key, method)
         return SparseState(
@@ -243,7 +254,9 @@ def _sparse_updater(
             elif method == "rigl":
                 new, grown = unstructured_mask_update(p, jnp.abs(g), m, drop)
             else:
-                new, grown = srigl_mask_update(p, g, m, drop, nnz_target=plan.nnz_target, k0=plan.k0, gamma_sal=gamma)
+                new, grown = srigl_mask_update(
+                    p, g, m, drop, nnz_target=plan.nnz_target, k0=plan.k0, gamma_sal=gamma, group_size=plan.group_size
+                )
             new_masks.append(new)
             keeps.append(new & ~grown)
         return jax.tree.unflatten(treedef, new_masks), jax.tree.unflatten(treedef, keeps)
@@ -277,7 +290,7 @@ def _sparse_updater(
 
     def _plans_from_state(params, masks):
         sparsities = _leaf_sparsities(params, sparsity, distribution, sparse_leaves)
-        plans = _plan(params, sparsities, method)
+        plans = _plan(params, sparsities, method, group_size)
         for plan, m in zip(plans, jax.tree.leaves(masks, is_leaf=_is_none), strict=True):
             if (plan is None) != (m is None):
                 raise ValueError("state.masks does not match the sparse leaves of params (mismatched trees)")
@@ -321,6 +334,7 @@ def rigl(
 def srigl(
     inner, *, sparsity, key, update_every: int = 100, total_steps=None, end_step=None, end_fraction: float = 0.75,
     drop_fraction: float = 0.3, gamma_sal: float = 0.3, distribution: str = "erk", sparse_leaves=None,
+    group_size: int = 1,
 ):  # fmt: skip
     """SRigL (Lasby et al. 2024, arXiv 2305.02299): RigL with constant fan-in per neuron and neuron ablation.
 
@@ -335,6 +349,14 @@ def srigl(
         salient weights is ablated (0 disables ablation).
       distribution: "erk" or "uniform" layer densities when `sparsity` is a number.
       sparse_leaves: `(key_path, leaf) -> bool`; default: ndim >= 2 except the first and last such leaf.
+      group_size: G, group-shared constant fan-in: each block of G consecutive output neurons of a sparse
+        leaf shares one set of k input indices (a condensed layer then runs as a gather-GEMM). G must divide
+        every sparse leaf's n_out. Initial masks come from `random_grouped_fan_in_mask`; every update
+        prunes and regrows per group (a group scores an input by the sum over its G columns of |w|, or of
+        |grad| for growth) and gives all G columns the same new pattern. Ablation treats a group as one
+        neuron: its salient count is its number of salient shared inputs, and the whole group is ablated
+        when that count falls below max(1, floor(γ_sal k0)). G = 1 (default) is ordinary SRigL. See
+        `srigl_mask_update`.
 
     Returns:
       An `optax.GradientTransformationExtraArgs` whose state is a `SparseState`.
@@ -342,7 +364,7 @@ def srigl(
     return _sparse_updater(
         inner, method="srigl", sparsity=sparsity, key=key, distribution=distribution, sparse_leaves=sparse_leaves,
         update_every=update_every, end_step=end_step, total_steps=total_steps, end_fraction=end_fraction,
-        drop_fraction=drop_fraction, gamma_sal=gamma_sal,
+        drop_fraction=drop_fraction, gamma_sal=gamma_sal, group_size=group_size,
     )  # fmt: skip
 
 

@@ -7,11 +7,13 @@ from ._builders import fan_in_for_sparsity as fan_in_for_sparsity
 from ._builders import fan_in_mask as fan_in_mask
 from ._builders import fan_in_masks as fan_in_masks
 from ._builders import global_magnitude_masks as global_magnitude_masks
+from ._builders import grouped_fan_in_mask as grouped_fan_in_mask
 from ._builders import magnitude_mask as magnitude_mask
 from ._builders import magnitude_masks as magnitude_masks
 from ._builders import nm_mask as nm_mask
 from ._builders import nm_masks as nm_masks
 from ._builders import random_fan_in_mask as random_fan_in_mask
+from ._builders import random_grouped_fan_in_mask as random_grouped_fan_in_mask
 from ._builders import random_mask as random_mask
 from ._builders import random_masks as random_masks
 from ._builders import topk_mask as topk_mask
@@ -27,6 +29,7 @@ from ._schedule import map_param_copies as map_param_copies
 from ._select import top_n_mask as top_n_mask
 from ._validation import check_masks_match as check_masks_match
 from ._validation import check_sparsity as check_sparsity
+from ._validation import is_grouped_fan_in as is_grouped_fan_in
 from ._validation import num_active as num_active
 
 __all__ = [
@@ -42,6 +45,8 @@ __all__ = [
     "fan_in_mask",
     "fan_in_masks",
     "global_magnitude_masks",
+    "grouped_fan_in_mask",
+    "is_grouped_fan_in",
     "is_mask_update_step",
     "magnitude_mask",
     "magnitude_masks",
@@ -50,6 +55,7 @@ __all__ = [
     "nm_masks",
     "num_active",
     "random_fan_in_mask",
+    "random_grouped_fan_in_mask",
     "random_mask",
     "random_masks",
     "top_n_mask",

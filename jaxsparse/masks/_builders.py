@@ -1,4 +1,4 @@
-"""Mask builders: random, magnitude, global magnitude, N:M and constant fan-in.
+"""Mask builders: random, magnitude, global magnitude, N:M, constant fan-in and group-shared fan-in.
 
 Array-level builders take static Python numbers for everything that fixes a shape (sparsity, n, m, fan-in)
 and are jittable; tree-level builders map them over params with a sparsity pytree from
@@ -17,18 +17,20 @@ import numpy as np
 from jax import lax
 
 from ._distributions import LeafFilter, uniform_sparsities
-from ._validation import check_fan_in, check_nm, check_sparsity, is_none, num_active
+from ._validation import check_fan_in, check_group_size, check_nm, check_sparsity, is_none, num_active
 
 __all__ = [
     "fan_in_for_sparsity",
     "fan_in_mask",
     "fan_in_masks",
     "global_magnitude_masks",
+    "grouped_fan_in_mask",
     "magnitude_mask",
     "magnitude_masks",
     "nm_mask",
     "nm_masks",
     "random_fan_in_mask",
+    "random_grouped_fan_in_mask",
     "random_mask",
     "random_masks",
     "topk_mask",
@@ -134,6 +136,56 @@ def random_fan_in_mask(key, shape, fan_in: int):
     return _fan_in_from_scores(jax.random.uniform(key, shape), fan_in)
 
 
+def _expand_groups(group_keep, group_size: int, shape):
+    """[..., n_out // G] group pattern -> [..., n_out] with each group's column repeated G times."""
+    return jnp.repeat(group_keep, group_size, axis=-1, total_repeat_length=shape[-1]).reshape(shape)
+
+
+def grouped_fan_in_mask(scores, fan_in: int, group_size: int):
+    """Group-shared constant fan-in: each block of `group_size` consecutive output neurons (last axis) keeps
+    the same `fan_in` inputs, those with the highest score summed over the block's neurons.
+
+    Sharing one index set per block turns a condensed layer into a gather followed by a dense GEMM over the
+    block (tensor cores), instead of a per-neuron gather-reduce. Pass `jnp.abs(weights)` for magnitude
+    selection (a group scores an input by the summed |w| over its G columns). Ties go to the lower input
+    index. `group_size=1` is exactly `fan_in_mask(scores, fan_in)`.
+
+    Args:
+      scores: array of ndim >= 2; every axis but the last is fan-in (Flax `Linear` [in, out]).
+      fan_in: k, active inputs per output neuron (static).
+      group_size: G, a positive int dividing n_out (static).
+
+    Returns:
+      A bool mask of `scores.shape`.
+    """
+    scores = _as_array(scores, "scores")
+    if scores.ndim < 2:
+        raise ValueError(f"scores must have ndim >= 2, got shape {scores.shape}")
+    n_out = scores.shape[-1]
+    group_size = check_group_size(group_size, n_out, f"the last axis of scores {scores.shape}")
+    if group_size == 1:
+        return _fan_in_from_scores(scores, fan_in)
+    fan_in_dense = int(np.prod(scores.shape[:-1]))
+    # Sum in at least float32: a bf16 sum over G columns would create ties the per-column scores do not have.
+    dtype = jnp.promote_types(scores.dtype, jnp.float32)
+    grouped = scores.astype(dtype).reshape(fan_in_dense, n_out // group_size, group_size).sum(axis=-1)
+    return _expand_groups(_fan_in_from_scores(grouped, fan_in), group_size, scores.shape)
+
+
+def random_grouped_fan_in_mask(key, shape, fan_in: int, group_size: int):
+    """Each block of `group_size` consecutive output neurons shares `fan_in` inputs chosen uniformly at
+    random, independently per block. `group_size=1` is exactly `random_fan_in_mask(key, shape, fan_in)`."""
+    _check_key(key)
+    shape = tuple(int(s) for s in shape)
+    if len(shape) < 2:
+        raise ValueError(f"shape must have ndim >= 2, got {shape}")
+    group_size = check_group_size(group_size, shape[-1], f"the last axis of shape {shape}")
+    # One draw per group rather than per neuron: at G = 1 this is the same draw as random_fan_in_mask.
+    group_shape = (*shape[:-1], shape[-1] // group_size)
+    keep = _fan_in_from_scores(jax.random.uniform(key, group_shape), fan_in)
+    return keep if group_size == 1 else _expand_groups(keep, group_size, shape)
+
+
 # ---------------------------------------------------------------------------------------------- trees
 
 
@@ -200,16 +252,22 @@ def nm_masks(params, n: int, m: int, *, axis: int = -2, filter_fn: LeafFilter | 
     return _map_leaves(lambda i, leaf, s: nm_mask(jnp.abs(leaf), n, m, axis=axis), params, eligible)
 
 
-def fan_in_masks(params, sparsities, *, key=None, filter_fn: LeafFilter | None = None):
-    """Constant fan-in masks with k = floor(nnz* / n_out) per leaf: random if `key` is given, else magnitude."""
+def fan_in_masks(params, sparsities, *, key=None, filter_fn: LeafFilter | None = None, group_size: int = 1):
+    """Constant fan-in masks with k = floor(nnz* / n_out) per leaf: random if `key` is given, else magnitude.
+
+    With `group_size` G > 1 the masks are group-shared (`grouped_fan_in_mask`); G must divide every sparse
+    leaf's n_out.
+    """
     sparsities = _resolve_sparsities(params, sparsities, filter_fn)
     if key is not None:
         _check_key(key)
+    if isinstance(group_size, bool) or not isinstance(group_size, int | np.integer) or group_size < 1:
+        raise ValueError(f"group_size must be a positive int, got {group_size!r}")
 
     def build(i, leaf, s):
         k = fan_in_for_sparsity(np.shape(leaf), s)
         if key is None:
-            return fan_in_mask(jnp.abs(leaf), k)
-        return random_fan_in_mask(jax.random.fold_in(key, i), np.shape(leaf), k)
+            return grouped_fan_in_mask(jnp.abs(leaf), k, group_size)
+        return random_grouped_fan_in_mask(jax.random.fold_in(key, i), np.shape(leaf), k, group_size)
 
     return _map_leaves(build, params, sparsities)

@@ -55,11 +55,11 @@ def _max_condensed_gap(model: MLP, mask_tree, x, *, nm: tuple[int, int] | None) 
         mask = mask_tree["layers"][i]["kernel"]
         if nm is not None:
             sparse = condensed.NMLinear.from_dense(
-                jnp.where(mask, kernel, 0.0), nm[0], nm[1], bias, implementation="gather"
+                jnp.where(mask, kernel, 0.0), nm[0], nm[1], bias, implementation="xla"
             )
             h = sparse(h)
         else:
-            sparse = condensed.CondensedLinear.from_dense(kernel, mask, bias, implementation="gather")
+            sparse = condensed.CondensedLinear.from_dense(kernel, mask, bias, implementation="xla")
             # Ablated neurons output relu(bias); scatter back so the next dense-shaped layer lines up.
             out = jnp.broadcast_to(bias, (*h.shape[:-1], bias.shape[0]))
             h = out.at[..., sparse.active_neurons[...]].set(sparse(h))

@@ -47,7 +47,8 @@ def init_fixed_fan_in(key, in_features: int, num_labels: int, fan_in: int, *, dt
 
 def fixed_fan_in_logits(x, values, indices, bias=None, *, fan_in_chunk: int | None = 8):
     """logits[b, l] = sum_j values[l, j] * x[b, indices[l, j]] (+ bias[l]), chunked over the fan-in."""
-    y = condensed_matmul(x, values, indices, fan_in_chunk=fan_in_chunk)
+    # The XLA gather with a chunked fan-in keeps memory O(batch * labels); the dense fallback would not.
+    y = condensed_matmul(x, values, indices, implementation="xla", fan_in_chunk=fan_in_chunk)
     if bias is not None:
         if bias.shape != (values.shape[0],):
             raise ValueError(f"bias must have shape ({values.shape[0]},), got {bias.shape}")

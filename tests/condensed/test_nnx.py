@@ -42,7 +42,7 @@ def _has_scatter(fn, *args):
 # ------------------------------------------------------------------------------------ CondensedLinear
 
 
-@pytest.mark.parametrize("implementation", ["gather", "dense", "auto"])
+@pytest.mark.parametrize("implementation", ["xla", "dense", "auto"])
 @pytest.mark.parametrize("x_shape", [(1, N_IN), (64, N_IN), (2, 3, N_IN), (N_IN,)])
 def test_condensed_linear_matches_masked_dense(implementation, x_shape):
     kernel, mask, bias = layer_np()
@@ -55,7 +55,7 @@ def test_condensed_linear_matches_masked_dense(implementation, x_shape):
     np.testing.assert_allclose(np.asarray(y), dense_out(x, kernel, mask, bias), **TOL)
 
 
-def test_auto_picks_gather_at_batch_1_and_dense_at_batch_64():
+def test_auto_picks_xla_gather_at_batch_1_and_dense_at_batch_64():
     kernel, mask, bias = layer_np()
     layer = CondensedLinear.from_dense(kernel, mask, bias, implementation="auto")
     fwd = lambda x: layer(x)
@@ -65,7 +65,7 @@ def test_auto_picks_gather_at_batch_1_and_dense_at_batch_64():
 
 def test_condensed_linear_without_bias():
     kernel, mask, _ = layer_np(seed=3)
-    layer = CondensedLinear.from_dense(kernel, mask, implementation="gather")
+    layer = CondensedLinear.from_dense(kernel, mask, implementation="xla")
     assert layer.bias is None
     x = _x((5, N_IN), seed=4)
     np.testing.assert_allclose(np.asarray(layer(jnp.asarray(x))), dense_out(x, kernel, mask, 0.0), **TOL)
@@ -73,7 +73,7 @@ def test_condensed_linear_without_bias():
     assert bias is None
 
 
-@pytest.mark.parametrize("implementation", ["gather", "dense"])
+@pytest.mark.parametrize("implementation", ["xla", "dense"])
 def test_condensed_linear_grads_match_dense(implementation):
     kernel, mask, bias = layer_np(seed=5)
     layer = CondensedLinear.from_dense(kernel, mask, bias, implementation=implementation)
@@ -112,7 +112,7 @@ def test_condensed_linear_to_dense_round_trip():
     np.testing.assert_array_equal(np.asarray(again.indices[...]), np.asarray(layer.indices[...]))
 
 
-@pytest.mark.parametrize("implementation", ["gather", "dense"])
+@pytest.mark.parametrize("implementation", ["xla", "dense"])
 def test_condensed_linear_int16_indices(implementation):
     kernel, mask, bias = layer_np(seed=9)
     layer = CondensedLinear.from_dense(kernel, mask, bias, implementation=implementation, index_dtype=jnp.int16)
@@ -126,7 +126,7 @@ def test_condensed_linear_int16_indices(implementation):
 def test_condensed_linear_under_nnx_jit():
     kernel, mask, bias = layer_np(seed=11)
     x = _x((5, N_IN), seed=12)
-    for implementation in ("gather", "dense"):
+    for implementation in ("xla", "dense"):
         layer = CondensedLinear.from_dense(kernel, mask, bias, implementation=implementation)
         y = nnx.jit(lambda m, x: m(x))(layer, jnp.asarray(x))
         np.testing.assert_allclose(np.asarray(y), dense_out(x, kernel, mask, bias), **TOL)
@@ -135,7 +135,7 @@ def test_condensed_linear_under_nnx_jit():
 def test_condensed_linear_under_jax_jit_closure():
     kernel, mask, bias = layer_np(seed=16)
     x = _x((5, N_IN), seed=17)
-    for implementation in ("gather", "dense"):
+    for implementation in ("xla", "dense"):
         layer = CondensedLinear.from_dense(kernel, mask, bias, implementation=implementation)
         y = jax.jit(lambda x, layer=layer: layer(x))(jnp.asarray(x))
         np.testing.assert_allclose(np.asarray(y), dense_out(x, kernel, mask, bias), **TOL)
@@ -143,7 +143,7 @@ def test_condensed_linear_under_jax_jit_closure():
 
 def test_condensed_linear_optimizer_step_updates_values_not_indices():
     kernel, mask, bias = layer_np(seed=13)
-    layer = CondensedLinear.from_dense(kernel, mask, bias, implementation="gather")
+    layer = CondensedLinear.from_dense(kernel, mask, bias, implementation="xla")
     optimizer = nnx.Optimizer(layer, optax.sgd(0.1), wrt=nnx.Param)
     x = jnp.asarray(_x((8, N_IN), seed=14))
     g = _x((8, ACTIVE.size), seed=15)
@@ -179,7 +179,7 @@ def test_condensed_linear_rejects_bad_arguments():
     with pytest.raises(ValueError, match="in_features"):
         CondensedLinear(v, i, in_features=0)
     with pytest.raises(ValueError, match="indices out of range"):
-        CondensedLinear(v, i, in_features=int(np.asarray(i).max()))
+        CondensedLinear(v, i, in_features=int(np.asarray(i).max()) - 1)  # max id = in_features + 1
     with pytest.raises(ValueError, match="bias"):
         CondensedLinear.from_dense(kernel, mask, bias[:3])
     with pytest.raises(ValueError, match="bias"):
@@ -211,7 +211,7 @@ def nm_reference(kernel, n, m):
     return keep
 
 
-@pytest.mark.parametrize("implementation", ["gather", "dense", "auto"])
+@pytest.mark.parametrize("implementation", ["xla", "dense", "auto"])
 def test_nm_linear_init(implementation):
     layer = NMLinear(NM_IN, NM_OUT, n=N, m=M, rngs=nnx.Rngs(0), implementation=implementation)
     kernel, mask, bias = layer.to_dense()
@@ -221,13 +221,13 @@ def test_nm_linear_init(implementation):
     np.testing.assert_array_equal(np.asarray(kernel)[~mask], 0.0)
     assert np.all(np.asarray(kernel)[mask] != 0.0)
     np.testing.assert_array_equal(np.asarray(bias), np.zeros(NM_OUT))
-    assert layer.values[...].shape == (NM_OUT, NM_IN * N // M)
+    assert layer.values[...].shape == (NM_OUT, NM_IN // M, N) and layer.positions[...].dtype == jnp.uint8
     x = _x((5, NM_IN), seed=20)
     ref = x.astype(np.float64) @ np.asarray(kernel, np.float64) + np.asarray(bias)
     np.testing.assert_allclose(np.asarray(layer(jnp.asarray(x))), ref, **TOL)
 
 
-@pytest.mark.parametrize("implementation", ["gather", "dense"])
+@pytest.mark.parametrize("implementation", ["xla", "dense"])
 def test_nm_linear_from_dense(implementation):
     rng = np.random.default_rng(21)
     kernel = rng.integers(-3, 4, size=(NM_IN, NM_OUT)).astype(np.float32)  # many ties in |w|
@@ -257,13 +257,15 @@ def test_nm_linear_without_bias_and_n_equals_m():
 
 def test_nm_linear_grads_match_dense():
     kernel = _x((NM_IN, NM_OUT), seed=24)
-    layer = NMLinear.from_dense(kernel, N, M, np.zeros(NM_OUT, np.float32), implementation="gather")
+    layer = NMLinear.from_dense(kernel, N, M, np.zeros(NM_OUT, np.float32), implementation="xla")
     x = _x((8, NM_IN), seed=25)
     g = _x((8, NM_OUT), seed=26)
     grads = nnx.grad(lambda m, x: jnp.sum(m(x) * g))(layer, jnp.asarray(x))
     grad_w = x.astype(np.float64).T @ g.astype(np.float64)
-    idx = np.asarray(layer.indices[...])
-    np.testing.assert_allclose(np.asarray(grads["values"][...]), grad_w[idx, np.arange(NM_OUT)[:, None]], **TOL)
+    pos = np.asarray(layer.positions[...]).astype(np.int64)  # [out, in // M, N] offsets within each group
+    rows = np.arange(NM_IN // M)[None, :, None] * M + pos
+    expected = grad_w[rows, np.arange(NM_OUT)[:, None, None]]
+    np.testing.assert_allclose(np.asarray(grads["values"][...]), expected, **TOL)
     np.testing.assert_allclose(np.asarray(grads["bias"][...]), g.sum(0), **TOL)
 
 

@@ -171,3 +171,21 @@ def srigl_reference(weights, grads, mask, drop, *, nnz_target: int, k0: int, gam
         grow[i] = ~keep[i] & top_k(np.where(keep[i], -np.inf, g[i]), k_new - int(keep[i].sum()))
     back = lambda a: a.T.reshape(shape)
     return back(keep | grow), back(grow)
+
+
+def grouped_srigl_reference(weights, grads, mask, drop, *, nnz_target: int, k0: int, gamma_sal: float, group_size: int):
+    """Group-shared SRigL: each block of G consecutive neurons is one neuron whose score for an input is the
+    sum over its G columns (|w| and |grad|), with nnz*//G group connections; its pattern is copied to all G
+    columns. Integer-valued inputs keep the float32 group sums of the updater exact."""
+    shape = np.shape(mask)
+    n_out = shape[-1]
+    n_groups = n_out // group_size
+    fan_in = int(np.prod(shape)) // n_out
+    group_sum = lambda a: np.abs(np.asarray(a, np.float64)).reshape(fan_in, n_groups, group_size).sum(axis=-1)
+    m_group = np.asarray(mask, bool).reshape(fan_in, n_groups, group_size)[..., 0]
+    new, grown = srigl_reference(
+        group_sum(weights), group_sum(grads), m_group, drop,
+        nnz_target=nnz_target // group_size, k0=k0, gamma_sal=gamma_sal,
+    )  # fmt: skip
+    expand = lambda a: np.repeat(a, group_size, axis=-1).reshape(shape)
+    return expand(new), expand(grown)

@@ -46,7 +46,7 @@ def reference_forward(x, kernels, biases, masks):
     return h
 
 
-@pytest.mark.parametrize("implementation", ["gather", "dense"])
+@pytest.mark.parametrize("implementation", ["xla", "dense"])
 def test_condensed_mlp_matches_masked_dense(mlp, implementation):
     kernels, biases, masks = mlp
     model = dst.condense_mlp(kernels, biases, masks, implementation=implementation)
@@ -60,7 +60,7 @@ def test_condensed_mlp_matches_masked_dense(mlp, implementation):
 
 
 def test_condensed_mlp_widths_shrink_by_ablated_count(mlp):
-    model = dst.condense_mlp(*mlp, implementation="gather")
+    model = dst.condense_mlp(*mlp, implementation="xla")
     l0, l1, l2 = model.layers
     assert isinstance(l0, CondensedLinear) and isinstance(l1, CondensedLinear) and isinstance(l2, nnx.Linear)
     assert l0.in_features == 6 and l0.values[...].shape == (8 - 2, 3) and l0.out_features == 8

@@ -1,0 +1,58 @@
+"""Helpers shared by the kernels: platform choice, padding arithmetic and argument checks."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = [
+    "IMPLEMENTATIONS",
+    "check_implementation",
+    "check_positive_pow2",
+    "default_interpret",
+    "is_concrete",
+    "narrow_index_dtype",
+    "on_gpu",
+    "round_up",
+]
+
+IMPLEMENTATIONS = ("auto", "xla", "pallas", "triton", "dense")
+
+
+def is_concrete(x) -> bool:
+    """False for a tracer (under jit/grad/vmap), True for a concrete array."""
+    return not isinstance(x, jax.core.Tracer)
+
+
+def on_gpu() -> bool:
+    return jax.default_backend() in ("gpu", "cuda", "rocm")
+
+
+def default_interpret(interpret: bool | None) -> bool:
+    """Pallas kernels run compiled on a GPU and interpreted (a jit of a scan over the grid) elsewhere."""
+    if interpret is None:
+        return not on_gpu()
+    if not isinstance(interpret, bool):
+        raise ValueError(f"interpret must be a bool or None, got {interpret!r}")
+    return interpret
+
+
+def round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+def check_positive_pow2(name: str, value) -> int:
+    # Triton tensors must have power-of-2 sizes, so every tile dimension must be one.
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1 or value & (value - 1):
+        raise ValueError(f"{name} must be a positive power of two, got {value!r}")
+    return int(value)
+
+
+def check_implementation(implementation: str, allowed=IMPLEMENTATIONS) -> str:
+    if implementation not in allowed:
+        raise ValueError(f"implementation must be one of {allowed}, got {implementation!r}")
+    return implementation
+
+
+def narrow_index_dtype(num_rows: int):
+    """int16 when every row id (the zero padding row included) fits, else int32: indices are half the bytes."""
+    return jnp.int16 if num_rows <= np.iinfo(np.int16).max else jnp.int32

@@ -1,0 +1,23 @@
+"""Condensed (constant fan-in) matmul: `y[b, o] = sum_j values[o, j] * x[b, indices[o, j]]`."""
+
+from .api import CPU_GATHER_MAX_BATCH as CPU_GATHER_MAX_BATCH
+from .api import GpuCostModel as GpuCostModel
+from .api import auto_implementation as auto_implementation
+from .api import condensed_matmul as condensed_matmul
+from .pallas_triton import BlockSizes as BlockSizes
+from .pallas_triton import default_block_sizes as default_block_sizes
+from .reference import condensed_matmul_reference as condensed_matmul_reference
+from .triton import available as triton_available
+from .xla import condensed_to_dense_kernel as condensed_to_dense_kernel
+
+__all__ = [
+    "CPU_GATHER_MAX_BATCH",
+    "BlockSizes",
+    "GpuCostModel",
+    "auto_implementation",
+    "condensed_matmul",
+    "condensed_matmul_reference",
+    "condensed_to_dense_kernel",
+    "default_block_sizes",
+    "triton_available",
+]

@@ -1,0 +1,126 @@
+"""The Pallas condensed kernels: GPU lowering checked on CPU, tile validation, `auto` dispatch, a real-GPU run."""
+
+import functools
+import json
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from pallas_kernels.condensed_matmul import (
+    BlockSizes,
+    GpuCostModel,
+    auto_implementation,
+    condensed_matmul,
+    condensed_matmul_reference,
+    default_block_sizes,
+)
+from tests.pallas_kernels._cuda_lowering import TRITON_CALL, lower_for_cuda
+
+
+@pytest.mark.parametrize(
+    ("dtype", "index_dtype", "batch", "blocks"),
+    [
+        (jnp.float32, jnp.int32, 5, None),
+        (jnp.bfloat16, jnp.int16, 1, BlockSizes(128, 32, 1)),
+        (jnp.bfloat16, jnp.int16, 300, BlockSizes(16, 32, 64, num_warps=8)),
+    ],
+)
+def test_forward_and_backward_lower_to_triton_for_cuda(dtype, index_dtype, batch, blocks):
+    # Catches non-power-of-2 tensors and ops without a Triton lowering rule, without a GPU.
+    n_in, n_out, k = 37, 21, 11
+    x = jax.ShapeDtypeStruct((batch, n_in), dtype)
+    v = jax.ShapeDtypeStruct((n_out, k), dtype)
+    i = jax.ShapeDtypeStruct((n_out, k), index_dtype)
+    f = functools.partial(condensed_matmul, implementation="pallas", block_sizes=blocks, interpret=False)
+    fwd = lower_for_cuda(f, x, v, i)
+    assert fwd.count(TRITON_CALL) == 1
+    grad = jax.grad(lambda a, b, c: jnp.sum(f(a, b, c).astype(jnp.float32)), (0, 1))
+    bwd = lower_for_cuda(grad, x, v, i)
+    assert bwd.count(TRITON_CALL) == 3  # forward, grad values, grad x (the fan-out gather)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"block_out": 24}, "block_out must be a positive power of two"),
+        ({"block_k": 0}, "block_k must be a positive power of two"),
+        ({"block_batch": True}, "block_batch must be a positive power of two"),
+        ({"num_warps": 0}, "num_warps must be a positive int"),
+        ({"block_out": 256, "block_k": 64, "block_batch": 64}, "exceeds 65536"),
+    ],
+)
+def test_block_sizes_validation(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        BlockSizes(**kwargs)
+
+
+@pytest.mark.parametrize("batch", [1, 3, 16, 17, 4096])
+@pytest.mark.parametrize(("n_out", "k"), [(768, 320), (8, 5), (14336, 2048)])
+def test_default_block_sizes_are_valid_and_cover_small_batches(batch, n_out, k):
+    blocks = default_block_sizes(batch, n_out, k)
+    assert blocks.block_out * blocks.block_k * blocks.block_batch <= 16384
+    assert blocks.block_batch <= max(1, 2 ** int(np.ceil(np.log2(batch))))  # no tile wider than the batch needs
+
+
+def test_auto_dispatch_by_platform_and_batch():
+    assert auto_implementation(1, 3072, 768, 307, platform="cpu") == "xla"
+    assert auto_implementation(256, 3072, 768, 307, platform="cpu") == "dense"
+    assert auto_implementation(1, 3072, 768, 307, platform="tpu") == "xla"  # Mosaic TPU cannot gather rows
+    gpu = functools.partial(auto_implementation, platform="gpu", dtype=jnp.bfloat16, index_dtype=jnp.int16)
+    assert gpu(1, 4096, 14336, 64) == "pallas"  # 98% sparse, large layer: the dense GEMV streams 117 MB
+    assert gpu(4096, 4096, 14336, 64) == "dense"  # gather bound beyond the crossover
+    assert gpu(1, 4096, 4096, 3072) == "dense"  # 25% sparse: no byte saving worth a gather
+    picks = [gpu(b, 4096, 14336, 64) for b in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)]
+    assert picks == sorted(picks, key=lambda p: p == "dense")  # one crossover, kernel below it
+
+
+def test_cost_model_kernel_loses_when_gather_dominates():
+    assert GpuCostModel.kernel_wins(1, 4096, 14336, 41, 2, 2)
+    assert not GpuCostModel.kernel_wins(100_000, 4096, 14336, 41, 2, 2)
+
+
+def test_auto_is_never_slower_than_dense_on_the_committed_gpu_measurements():
+    # The dispatch policy replayed on measured per-call times: wherever `auto` would run the kernel it must
+    # have measured within 5% of dense (plus its spread); where it runs dense it is dense.
+    path = pathlib.Path(__file__).parents[3] / "benchmarks" / "results" / "kernels-h200-jax0.11.2.json"
+    rows = json.loads(path.read_text())["kernels"]["forward"]
+    checked = 0
+    for row in rows:
+        times = row["times"]
+        if "median_us" not in times.get("pallas", {}) or "median_us" not in times.get("dense", {}):
+            continue
+        n_in, n_out = row["shape"]
+        pick = auto_implementation(
+            row["batch"], n_in, n_out, row["k_padded"], row["dtype"], row["index_dtype"], platform="gpu"
+        )
+        if pick == "pallas":
+            slack = 1.05 * times["dense"]["median_us"] + times["pallas"]["iqr_us"]
+            assert times["pallas"]["median_us"] <= slack, row
+        checked += 1
+    assert checked >= 15
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize(("dtype", "tol"), [(jnp.float32, 1e-3), (jnp.bfloat16, 1e-2)])
+@pytest.mark.parametrize("batch", [1, 9, 300])
+def test_compiled_kernel_matches_reference_on_gpu(dtype, tol, batch):
+    rng = np.random.default_rng(batch)
+    n_in, n_out, k = 1000, 200, 45
+    idx = rng.integers(0, n_in + 1, size=(n_out, k))  # includes empty slots (n_in)
+    x = jnp.asarray(rng.standard_normal((batch, n_in)), dtype)
+    v = jnp.asarray(rng.standard_normal((n_out, k)), dtype)
+    i = jnp.asarray(idx, jnp.int16)
+    g = jnp.asarray(rng.standard_normal((batch, n_out)), jnp.float32)
+    f = functools.partial(condensed_matmul, implementation="pallas", interpret=False)
+    loss = lambda a, b, c, fn: jnp.sum(fn(a, b, c).astype(jnp.float32) * g)
+    y = jax.jit(f)(x, v, i)
+    gx, gv = jax.jit(jax.grad(loss, (0, 1)), static_argnums=3)(x, v, i, f)
+    x32, v32 = x.astype(jnp.float32), v.astype(jnp.float32)
+    ref = condensed_matmul_reference(x32, v32, i)
+    rgx, rgv = jax.grad(loss, (0, 1))(x32, v32, i, condensed_matmul_reference)
+    for got, want in ((y, ref), (gx, rgx), (gv, rgv)):
+        got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+        assert np.linalg.norm(got - want) / np.linalg.norm(want) < tol
