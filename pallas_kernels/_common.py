@@ -6,8 +6,11 @@ import numpy as np
 
 __all__ = [
     "IMPLEMENTATIONS",
+    "check_dense_kernel",
     "check_implementation",
+    "check_launch_params",
     "check_positive_pow2",
+    "check_x_and_values",
     "default_interpret",
     "is_concrete",
     "narrow_index_dtype",
@@ -56,3 +59,31 @@ def check_implementation(implementation: str, allowed=IMPLEMENTATIONS) -> str:
 def narrow_index_dtype(num_rows: int):
     """int16 when every row id (the zero padding row included) fits, else int32: indices are half the bytes."""
     return jnp.int16 if num_rows <= np.iinfo(np.int16).max else jnp.int32
+
+
+def check_launch_params(blocks) -> None:
+    """Triton launch parameters of a BlockSizes dataclass: positive ints."""
+    for name in ("num_warps", "num_stages"):
+        value = getattr(blocks, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def check_x_and_values(x, values, indices) -> None:
+    """The checks every sparse matmul shares: arrays, x floating with a feature axis, values 2-D floating."""
+    for name, arr in (("x", x), ("values", values), ("indices", indices)):
+        if not hasattr(arr, "shape") or not hasattr(arr, "dtype"):
+            raise ValueError(f"{name} must be an array, got {type(arr).__name__}")
+    if x.ndim < 1:
+        raise ValueError(f"x must have ndim >= 1 ([..., in_features]), got shape {x.shape}")
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise ValueError(f"x must be floating point, got dtype {x.dtype}")
+    if values.ndim != 2:
+        raise ValueError(f"values must have shape [n_out, k], got {values.shape}")
+    if not jnp.issubdtype(values.dtype, jnp.floating):
+        raise ValueError(f"values must be floating point, got dtype {values.dtype}")
+
+
+def check_dense_kernel(dense_kernel, n_in: int, n_out: int) -> None:
+    if dense_kernel is not None and getattr(dense_kernel, "shape", None) != (n_in, n_out):
+        raise ValueError(f"dense_kernel must have shape ({n_in}, {n_out}), got {getattr(dense_kernel, 'shape', None)}")

@@ -3,7 +3,7 @@
 import jax.numpy as jnp
 import numpy as np
 
-from pallas_kernels._common import is_concrete
+from pallas_kernels._common import check_x_and_values, is_concrete
 
 __all__ = ["check_condensed_args"]
 
@@ -14,17 +14,7 @@ def check_condensed_args(x, values, indices, bias=None, *, in_features: int | No
     Indices lie in [0, in_features]; `in_features` itself marks an empty (padding) slot. Traced indices cannot
     be checked: the kernels then treat any out-of-range index as an empty slot and never read out of bounds.
     """
-    for name, arr in (("x", x), ("values", values), ("indices", indices)):
-        if not hasattr(arr, "shape") or not hasattr(arr, "dtype"):
-            raise ValueError(f"{name} must be an array, got {type(arr).__name__}")
-    if x.ndim < 1:
-        raise ValueError(f"x must have ndim >= 1 ([..., in_features]), got shape {x.shape}")
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise ValueError(f"x must be floating point, got dtype {x.dtype}")
-    if values.ndim != 2:
-        raise ValueError(f"values must have shape [n_out, k], got {values.shape}")
-    if not jnp.issubdtype(values.dtype, jnp.floating):
-        raise ValueError(f"values must be floating point, got dtype {values.dtype}")
+    check_x_and_values(x, values, indices)
     if indices.ndim != 2:
         raise ValueError(f"indices must have shape [n_out, k], got {indices.shape}")
     if not jnp.issubdtype(indices.dtype, jnp.integer):

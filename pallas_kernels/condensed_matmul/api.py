@@ -13,7 +13,7 @@ from typing import ClassVar
 
 import jax.numpy as jnp
 
-from pallas_kernels._common import check_implementation, default_interpret, on_gpu
+from pallas_kernels._common import check_dense_kernel, check_implementation, default_interpret, on_gpu
 
 from . import pallas_triton, triton
 from ._validate import check_condensed_args
@@ -123,8 +123,7 @@ def condensed_matmul(
     interpret = default_interpret(interpret)
     n_in = x.shape[-1]
     n_out, k = values.shape
-    if dense_kernel is not None and getattr(dense_kernel, "shape", None) != (n_in, n_out):
-        raise ValueError(f"dense_kernel must have shape ({n_in}, {n_out}), got {getattr(dense_kernel, 'shape', None)}")
+    check_dense_kernel(dense_kernel, n_in, n_out)
     dtype = jnp.result_type(x.dtype, values.dtype)
     batch_shape = x.shape[:-1]
     x2d = x.reshape(-1, n_in).astype(dtype)

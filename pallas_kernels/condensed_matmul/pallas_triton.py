@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import pallas as pl
 
-from pallas_kernels._common import check_positive_pow2, round_up
+from pallas_kernels._common import check_launch_params, check_positive_pow2, round_up
 
 try:  # the Triton backend's compiler params; absent from a jax built without Pallas GPU support
     from jax.experimental.pallas import triton as pltriton
@@ -52,10 +52,7 @@ class BlockSizes:
     def __post_init__(self):
         for name in ("block_out", "block_k", "block_batch"):
             check_positive_pow2(name, getattr(self, name))
-        for name in ("num_warps", "num_stages"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_launch_params(self)
         if self.block_out * self.block_k * self.block_batch > 65536:
             raise ValueError(
                 f"block_out * block_k * block_batch = {self.block_out * self.block_k * self.block_batch} "

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pallas_kernels._common import is_concrete
+from pallas_kernels._common import check_x_and_values, is_concrete
 
 __all__ = ["as_empty_slot", "check_group_size", "check_grouped_args", "matmul_precision"]
 
@@ -24,17 +24,7 @@ def check_grouped_args(x, values, indices, bias=None, *, group_size) -> int:
     be checked: every backend then treats an out-of-range index as an empty slot. Returns the checked group_size.
     """
     group_size = check_group_size(group_size)
-    for name, arr in (("x", x), ("values", values), ("indices", indices)):
-        if not hasattr(arr, "shape") or not hasattr(arr, "dtype"):
-            raise ValueError(f"{name} must be an array, got {type(arr).__name__}")
-    if x.ndim < 1:
-        raise ValueError(f"x must have ndim >= 1 ([..., in_features]), got shape {x.shape}")
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise ValueError(f"x must be floating point, got dtype {x.dtype}")
-    if values.ndim != 2:
-        raise ValueError(f"values must have shape [n_out, k], got {values.shape}")
-    if not jnp.issubdtype(values.dtype, jnp.floating):
-        raise ValueError(f"values must be floating point, got dtype {values.dtype}")
+    check_x_and_values(x, values, indices)
     n_out, k = values.shape
     if n_out % group_size:
         raise ValueError(f"group_size={group_size} must divide n_out={n_out} (values.shape[0])")

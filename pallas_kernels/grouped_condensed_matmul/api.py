@@ -10,7 +10,7 @@ then one GEMM). "auto" picks with `auto_implementation`. Every backend is differ
 
 import jax.numpy as jnp
 
-from pallas_kernels._common import check_implementation, default_interpret, on_gpu
+from pallas_kernels._common import check_dense_kernel, check_implementation, default_interpret, on_gpu
 
 from ._validate import check_grouped_args
 from .dense import grouped_condensed_matmul_dense
@@ -96,8 +96,7 @@ def grouped_condensed_matmul(
     interpret = default_interpret(interpret)
     n_in = x.shape[-1]
     n_out = values.shape[0]
-    if dense_kernel is not None and getattr(dense_kernel, "shape", None) != (n_in, n_out):
-        raise ValueError(f"dense_kernel must have shape ({n_in}, {n_out}), got {getattr(dense_kernel, 'shape', None)}")
+    check_dense_kernel(dense_kernel, n_in, n_out)
     dtype = jnp.result_type(x.dtype, values.dtype)
     batch_shape = x.shape[:-1]
     x2d = x.reshape(-1, n_in).astype(dtype)

@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import pallas as pl
 
-from pallas_kernels._common import check_positive_pow2, round_up
+from pallas_kernels._common import check_launch_params, check_positive_pow2, round_up
 
 from ._validate import as_empty_slot, matmul_precision
 from .xla import grad_x
@@ -85,10 +85,7 @@ class BlockSizes:
             value = check_positive_pow2(name, getattr(self, name))
             if value < MIN_TILE:
                 raise ValueError(f"{name} must be >= {MIN_TILE} (tensor-core dot dims), got {value}")
-        for name in ("num_warps", "num_stages"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_launch_params(self)
         for a, b in (("block_group", "block_batch"), ("block_k", "block_batch"), ("block_group", "block_k")):
             size = getattr(self, a) * getattr(self, b)
             if size > _MAX_TILE_ELEMENTS:

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import pallas as pl
 
-from pallas_kernels._common import check_positive_pow2, round_up
+from pallas_kernels._common import check_launch_params, check_positive_pow2, round_up
 
 from ._validate import entries_per_byte, position_bits
 from .convert import decompress, gather_kept, unpacked
@@ -73,10 +73,7 @@ class BlockSizes:
             value = check_positive_pow2(name, getattr(self, name))
             if value < 16:
                 raise ValueError(f"{name} must be >= 16 (the smallest tensor-core dot tile), got {value}")
-        for name in ("num_warps", "num_stages"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_launch_params(self)
 
 
 def _min_block_in(n: int, m: int, packed: bool) -> int:
