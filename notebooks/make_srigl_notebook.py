@@ -2,8 +2,9 @@
 
 import pathlib
 
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from nbformat.v4 import new_code_cell, new_markdown_cell
+
+from _cells import INSTALL_CELL, write_notebook
 
 HERE = pathlib.Path(__file__).resolve().parent
 
@@ -27,28 +28,7 @@ This notebook
 Runs on CPU in about a minute. `STEPS` (below, or the `JAXSPARSE_NB_STEPS` environment variable) sets
 the training length."""
     ),
-    new_code_cell(
-        """# Install jaxsparse only if it is not importable yet.
-# Colab: jaxsparse is not on PyPI. Upload or clone the repository into the runtime first
-# (e.g. `!git clone <URL of your copy of the repo> /content/jaxsparse`), then run this cell; it pip-installs
-# from JAXSPARSE_REPO, or from the first of ../ (this notebook's repo) and /content/jaxsparse that exists.
-import os
-import pathlib
-import subprocess
-import sys
-
-try:
-    import jaxsparse
-except ImportError:
-    candidates = [os.environ.get("JAXSPARSE_REPO", ""), "..", "/content/jaxsparse"]
-    repo = next((c for c in candidates if c and (pathlib.Path(c) / "pyproject.toml").exists()), None)
-    if repo is None:
-        raise RuntimeError("jaxsparse is not installed: set JAXSPARSE_REPO to a checkout of the repository")
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", repo])
-    import jaxsparse
-
-print("jaxsparse from", jaxsparse.__file__)"""
-    ),
+    new_code_cell(INSTALL_CELL),
     new_code_cell(
         """import os
 
@@ -214,16 +194,7 @@ print("NOTEBOOK CHECKS PASSED")"""
 
 
 def main() -> None:
-    nb = new_notebook(cells=CELLS)
-    for i, cell in enumerate(nb.cells):  # stable ids: regenerating gives the same file
-        cell["id"] = f"cell-{i:02d}"
-    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
-    nb.metadata["language_info"] = {"name": "python"}
-    nb.metadata["colab"] = {"provenance": []}
-    nbformat.validate(nb)
-    path = HERE / "srigl.ipynb"
-    nbformat.write(nb, path)
-    print(f"wrote {path}")
+    write_notebook(CELLS, HERE / "srigl.ipynb")
 
 
 if __name__ == "__main__":

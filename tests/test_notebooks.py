@@ -12,6 +12,7 @@ nbformat = pytest.importorskip("nbformat")
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "srigl.ipynb"
+FIPS_NOTEBOOK = ROOT / "notebooks" / "fips.ipynb"
 
 # Runs each cell in one shared namespace, naming the failing cell in the traceback.
 _DRIVER = """
@@ -35,29 +36,48 @@ def _code_cells(path: pathlib.Path) -> list[str]:
     return cells
 
 
-def test_notebook_is_clean():
-    nb = nbformat.read(NOTEBOOK, as_version=4)
+@pytest.mark.parametrize("path", [NOTEBOOK, FIPS_NOTEBOOK], ids=lambda p: p.stem)
+def test_notebook_is_clean(path):
+    nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)
     for cell in nb.cells:
         if cell.cell_type == "code":
             assert not cell.outputs and cell.execution_count is None, "store the notebook without outputs"
 
 
-def test_srigl_notebook_runs(tmp_path):
+def _run_notebook(path, tmp_path, steps: str):
     cells_file = tmp_path / "cells.json"
-    cells_file.write_text(json.dumps(_code_cells(NOTEBOOK)))
-    env = dict(os.environ, JAXSPARSE_NB_STEPS="60", MPLBACKEND="Agg", JAX_PLATFORMS="cpu")
+    cells_file.write_text(json.dumps(_code_cells(path)))
+    env = dict(os.environ, JAXSPARSE_NB_STEPS=steps, MPLBACKEND="Agg", JAX_PLATFORMS="cpu")
     env.pop("XLA_FLAGS", None)  # one plain CPU device, as a notebook user has
     result = subprocess.run(
         [sys.executable, "-c", _DRIVER, str(cells_file)],
-        cwd=NOTEBOOK.parent,
+        cwd=path.parent,
         env=env,
         capture_output=True,
         text=True,
         timeout=300,
     )
-    out = result.stdout
-    assert result.returncode == 0, f"notebook failed:\n{out[-4000:]}\n{result.stderr[-4000:]}"
+    assert result.returncode == 0, f"notebook failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    return result.stdout
+
+
+def test_fips_notebook_runs(tmp_path):
+    out = _run_notebook(FIPS_NOTEBOOK, tmp_path, "40")
+    for marker in (
+        "original accuracy:",
+        "ranks:",
+        "accuracy after reconstruction:",
+        "pruned factor weights are exactly zero",
+        "rank d, sparsity 0 reproduces the model",
+        "condensed factors match dense",
+        "NOTEBOOK CHECKS PASSED",
+    ):
+        assert marker in out, f"missing {marker!r} in the notebook's output:\n{out[-4000:]}"
+
+
+def test_srigl_notebook_runs(tmp_path):
+    out = _run_notebook(NOTEBOOK, tmp_path, "60")
     for marker in (
         "dense accuracy:",
         "srigl accuracy:",

@@ -33,14 +33,21 @@ REPRODUCTIONS: tuple[Reproduction, ...] = (
         title="Dynamic sparse training with structured sparsity (SRigL) vs RigL, SET, static and dense on digits",
         runner="jaxsparse.cli._repro_srigl:run",
         config="configs.srigl:get_config",
-        quick_budget_s=300.0,
+        quick_budget_s=200.0,
     ),
     Reproduction(
         name="xmc",
         title="Dynamic sparsity in large output spaces: fixed fan-in heads, intermediate layer, auxiliary loss",
         runner="jaxsparse.cli._repro_xmc:run",
         config="configs.xmc:get_config",
-        quick_budget_s=180.0,
+        quick_budget_s=120.0,
+    ),
+    Reproduction(
+        name="fips",
+        title="FiPS: a shared SVD base and sparse factors across a digits ViT's MLPs (50/40/25% of parameters)",
+        runner="jaxsparse.cli._repro_fips:run",
+        config="configs.fips:get_config",
+        quick_budget_s=200.0,
     ),
 )
 

@@ -177,6 +177,63 @@ def _init_masks(params, plans, key, method: str):
     return jax.tree.unflatten(treedef, out)
 
 
+def _plans_from_initial_masks(initial_masks):
+    """Static plans from user masks (None leaves dense): each sparse leaf's nnz target is its mask's nnz."""
+    plans = []
+    for path, m in jax.tree_util.tree_flatten_with_path(initial_masks, is_leaf=_is_none)[0]:
+        if m is None:
+            plans.append(None)
+            continue
+        name = jax.tree_util.keystr(path)
+        if not hasattr(m, "shape") or not hasattr(m, "dtype"):
+            raise ValueError(f"initial_masks{name} must be a bool array or None, got {type(m).__name__}")
+        if np.dtype(m.dtype) != np.bool_:
+            raise ValueError(f"initial_masks{name} must be a bool array, got dtype {m.dtype}")
+        if isinstance(m, jax.core.Tracer):
+            raise ValueError(f"initial_masks{name} must be a concrete array (build the updater outside jit)")
+        size = int(np.prod(np.shape(m)))
+        nnz = int(np.count_nonzero(np.asarray(m)))
+        plans.append(_LeafPlan(sparsity=1.0 - nnz / size if size else 0.0, nnz_target=nnz, k0=0))
+    if all(p is None for p in plans):
+        raise ValueError("initial_masks has no bool mask leaf (every leaf is None): nothing would be sparse")
+    return plans
+
+
+def _match_initial_masks(params, initial_masks):
+    """Checks `initial_masks` against params and returns them as bool arrays in the params' tree structure.
+
+    A params leaf may sit one attribute deeper than its mask (an NNX `Variable` wraps its value: `nnx.Optimizer`
+    calls `tx.init` on a state of Variables, while the masks are usually built from the pure state).
+    """
+    p_flat, treedef = jax.tree_util.tree_flatten_with_path(params)
+    m_flat = jax.tree_util.tree_flatten_with_path(initial_masks, is_leaf=_is_none)[0]
+    if len(p_flat) != len(m_flat):
+        raise ValueError(
+            f"initial_masks must have the params' tree structure (None for dense leaves): it has {len(m_flat)} "
+            f"leaves, params has {len(p_flat)}"
+        )
+    out = []
+    for (p_path, p), (m_path, m) in zip(p_flat, m_flat, strict=True):
+        extra = p_path[len(m_path) :]
+        if tuple(p_path[: len(m_path)]) != tuple(m_path) or not (
+            not extra or (len(extra) == 1 and isinstance(extra[0], jax.tree_util.GetAttrKey))
+        ):
+            raise ValueError(
+                f"initial_masks must have the params' tree structure: leaf initial_masks"
+                f"{jax.tree_util.keystr(m_path)} lines up with params{jax.tree_util.keystr(p_path)}"
+            )
+        if m is None:
+            out.append(None)
+            continue
+        if tuple(np.shape(m)) != tuple(np.shape(p)):
+            raise ValueError(
+                f"initial_masks{jax.tree_util.keystr(m_path)} has shape {tuple(np.shape(m))} but "
+                f"params{jax.tree_util.keystr(p_path)} has {tuple(np.shape(p))}"
+            )
+        out.append(jnp.asarray(m, bool))
+    return jax.tree.unflatten(treedef, out)
+
+
 def _sparse_updater(
     inner: optax.GradientTransformation,
     *,
@@ -192,6 +249,7 @@ def _sparse_updater(
     drop_fraction: float,
     gamma_sal: float = 0.0,
     group_size: int = 1,
+    initial_masks=None,
 ) -> optax.GradientTransformationExtraArgs:
     if not isinstance(inner, optax.GradientTransformation):
         raise ValueError(f"inner must be an optax GradientTransformation, got {type(inner).__name__}")
@@ -208,12 +266,25 @@ def _sparse_updater(
     group_size = check_int(group_size, "group_size", minimum=1)
     inner = optax.with_extra_args_support(inner)
     alpha, gamma = float(drop_fraction), float(gamma_sal)
+    if initial_masks is None:
+        if sparsity is None:
+            raise ValueError("give sparsity (a number or a per-leaf pytree) or initial_masks")
+        given_plans = None
+    else:
+        if sparsity is not None or sparse_leaves is not None:
+            raise ValueError(
+                "initial_masks fixes the sparse leaves and their nnz: leave sparsity and sparse_leaves unset"
+            )
+        given_plans = _plans_from_initial_masks(initial_masks)
 
     def init_fn(params):
-        sparsities = _leaf_sparsities(params, sparsity, distribution, sparse_leaves)
-        plans = _plan(params, sparsities, method, group_size)
         init_key, state_key = jax.random.split(key)
-        masks = _init_masks(params, plans, init_key, method)
+        if given_plans is None:
+            sparsities = _leaf_sparsities(params, sparsity, distribution, sparse_leaves)
+            plans = _plan(params, sparsities, method, group_size)
+            masks = _init_masks(params, plans, init_key, method)
+        else:
+            masks = _match_initial_masks(params, initial_masks)
         return SparseState(
             count=jnp.zeros((), jnp.int32),
             masks=masks,
@@ -289,8 +360,11 @@ def _sparse_updater(
         )
 
     def _plans_from_state(params, masks):
-        sparsities = _leaf_sparsities(params, sparsity, distribution, sparse_leaves)
-        plans = _plan(params, sparsities, method, group_size)
+        if given_plans is None:
+            sparsities = _leaf_sparsities(params, sparsity, distribution, sparse_leaves)
+            plans = _plan(params, sparsities, method, group_size)
+        else:
+            plans = given_plans
         for plan, m in zip(plans, jax.tree.leaves(masks, is_leaf=_is_none), strict=True):
             if (plan is None) != (m is None):
                 raise ValueError("state.masks does not match the sparse leaves of params (mismatched trees)")
@@ -299,35 +373,52 @@ def _sparse_updater(
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
-def static_sparse(inner, *, sparsity, key, distribution: str = "erk", sparse_leaves=None):
-    """Static sparse training: a random mask at init (per-leaf sparsities by ERK or uniform), never updated."""
+def static_sparse(inner, *, sparsity=None, key, distribution: str = "erk", sparse_leaves=None, initial_masks=None):
+    """Static sparse training: a random mask at init (per-leaf sparsities by ERK or uniform), never updated.
+
+    `initial_masks` (a bool mask pytree with the params' structure, None for dense leaves) replaces the random
+    masks: pass it instead of `sparsity`/`sparse_leaves` to train a given sparsity pattern (e.g. magnitude masks
+    of a decomposition, which a random mask would overwrite).
+    """
     return _sparse_updater(
         inner, method="static", sparsity=sparsity, key=key, distribution=distribution, sparse_leaves=sparse_leaves,
         update_every=1, end_step=None, total_steps=None, end_fraction=1.0, drop_fraction=0.0,
+        initial_masks=initial_masks,
     )  # fmt: skip
 
 
 def sparse_evolutionary(
-    inner, *, sparsity, key, update_every: int = 100, total_steps=None, end_step=None, end_fraction: float = 0.75,
-    drop_fraction: float = 0.3, distribution: str = "erk", sparse_leaves=None,
+    inner, *, sparsity=None, key, update_every: int = 100, total_steps=None, end_step=None,
+    end_fraction: float = 0.75, drop_fraction: float = 0.3, distribution: str = "erk", sparse_leaves=None,
+    initial_masks=None,
 ):  # fmt: skip
-    """SET (Mocanu et al. 2018): drop smallest |w|, regrow uniformly at random; cosine drop schedule."""
+    """SET (Mocanu et al. 2018): drop smallest |w|, regrow uniformly at random; cosine drop schedule.
+
+    `initial_masks` (bool mask pytree with the params' structure, None = dense) replaces the random initial
+    masks; each sparse leaf then keeps its mask's nnz through every update. Pass it instead of `sparsity`.
+    """
     return _sparse_updater(
         inner, method="set", sparsity=sparsity, key=key, distribution=distribution, sparse_leaves=sparse_leaves,
         update_every=update_every, end_step=end_step, total_steps=total_steps, end_fraction=end_fraction,
-        drop_fraction=drop_fraction,
+        drop_fraction=drop_fraction, initial_masks=initial_masks,
     )  # fmt: skip
 
 
 def rigl(
-    inner, *, sparsity, key, update_every: int = 100, total_steps=None, end_step=None, end_fraction: float = 0.75,
-    drop_fraction: float = 0.3, distribution: str = "erk", sparse_leaves=None,
+    inner, *, sparsity=None, key, update_every: int = 100, total_steps=None, end_step=None,
+    end_fraction: float = 0.75, drop_fraction: float = 0.3, distribution: str = "erk", sparse_leaves=None,
+    initial_masks=None,
 ):  # fmt: skip
-    """RigL (Evci et al. 2020): drop smallest |w|, regrow largest |dense grad|; cosine drop schedule."""
+    """RigL (Evci et al. 2020): drop smallest |w|, regrow largest |dense grad|; cosine drop schedule.
+
+    `initial_masks` (bool mask pytree with the params' structure, None = dense) replaces the random initial
+    masks; each sparse leaf then keeps its mask's nnz through every update. Pass it instead of `sparsity`
+    (FiPS starts RigL from the magnitude masks of its SVD factors).
+    """
     return _sparse_updater(
         inner, method="rigl", sparsity=sparsity, key=key, distribution=distribution, sparse_leaves=sparse_leaves,
         update_every=update_every, end_step=end_step, total_steps=total_steps, end_fraction=end_fraction,
-        drop_fraction=drop_fraction,
+        drop_fraction=drop_fraction, initial_masks=initial_masks,
     )  # fmt: skip
 
 

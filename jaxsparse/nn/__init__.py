@@ -11,11 +11,17 @@ from ._train import accuracy as accuracy
 from ._train import cross_entropy as cross_entropy
 from ._train import evaluate as evaluate
 from ._train import fit_classifier as fit_classifier
+from ._vit import MLP as ViTMLP
+from ._vit import TransformerBlock as TransformerBlock
+from ._vit import ViT as ViT
 
 __all__ = [
     "MLP",
     "ResNet18",
     "SmallCNN",
+    "TransformerBlock",
+    "ViT",
+    "ViTMLP",
     "accuracy",
     "cross_entropy",
     "evaluate",

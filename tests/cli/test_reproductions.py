@@ -12,6 +12,8 @@ TINY = {
     "srigl": {"models": ("mlp",), "methods": ("dense", "srigl"), "seeds": (0,), "steps": 60, "update_every": 20},
     "xmc": {"variants": ("dense", "sparse+both"), "num_labels": 64, "num_features": 128, "hidden": 16,
             "intermediate": 32, "fan_in": 4, "num_clusters": 4, "steps": 30, "rewire_every": 10, "max_files": 30},
+    "fips": {"budgets": (0.5,), "dim": 16, "depth": 2, "heads": 2, "groups": ((0, 1),), "train_steps": 30,
+             "calibration_size": 64, "recon_steps": 20, "recon_batch_size": 32, "update_every": 5, "finetune_steps": 5},
 }  # fmt: skip
 
 
@@ -42,3 +44,8 @@ def test_reproduction_runs_and_reports(repro, tmp_path):
     assert structural, checks
     for k in structural:
         assert checks[k]["passed"], (k, checks[k])
+
+
+def test_quick_budgets_fit_ten_minutes():
+    # `reproduce --quick` over everything must fit 10 minutes on 2 CPU cores.
+    assert sum(r.quick_budget_s for r in REPRODUCTIONS) <= 600.0
