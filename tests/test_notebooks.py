@@ -13,6 +13,7 @@ nbformat = pytest.importorskip("nbformat")
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "srigl.ipynb"
 FIPS_NOTEBOOK = ROOT / "notebooks" / "fips.ipynb"
+KD_NOTEBOOK = ROOT / "notebooks" / "kd_fairness.ipynb"
 
 # Runs each cell in one shared namespace, naming the failing cell in the traceback.
 _DRIVER = """
@@ -36,7 +37,7 @@ def _code_cells(path: pathlib.Path) -> list[str]:
     return cells
 
 
-@pytest.mark.parametrize("path", [NOTEBOOK, FIPS_NOTEBOOK], ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", [NOTEBOOK, FIPS_NOTEBOOK, KD_NOTEBOOK], ids=lambda p: p.stem)
 def test_notebook_is_clean(path):
     nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)
@@ -71,6 +72,19 @@ def test_fips_notebook_runs(tmp_path):
         "pruned factor weights are exactly zero",
         "rank d, sparsity 0 reproduces the model",
         "condensed factors match dense",
+        "NOTEBOOK CHECKS PASSED",
+    ):
+        assert marker in out, f"missing {marker!r} in the notebook's output:\n{out[-4000:]}"
+
+
+def test_kd_fairness_notebook_runs(tmp_path):
+    out = _run_notebook(KD_NOTEBOOK, tmp_path, "60")
+    for marker in (
+        "teacher accuracy:",
+        "classes changed vs teacher",
+        "teacher        DPD",
+        "reweighing equalises positive rates",
+        "group thresholds: DPD",
         "NOTEBOOK CHECKS PASSED",
     ):
         assert marker in out, f"missing {marker!r} in the notebook's output:\n{out[-4000:]}"

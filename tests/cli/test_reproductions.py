@@ -14,6 +14,8 @@ TINY = {
             "intermediate": 32, "fan_in": 4, "num_clusters": 4, "steps": 30, "rewire_every": 10, "max_files": 30},
     "fips": {"budgets": (0.5,), "dim": 16, "depth": 2, "heads": 2, "groups": ((0, 1),), "train_steps": 30,
              "calibration_size": 64, "recon_steps": 20, "recon_batch_size": 32, "update_every": 5, "finetune_steps": 5},
+    "kd_bias": {"temperatures": (1.0, 4.0), "seeds": (0, 1), "steps": 30, "teacher_hidden": (32,),
+                "student_hidden": (8,)},
 }  # fmt: skip
 
 
