@@ -47,14 +47,14 @@ REPRODUCTIONS: tuple[Reproduction, ...] = (
         title="FiPS: a shared SVD base and sparse factors across a digits ViT's MLPs (50/40/25% of parameters)",
         runner="jaxsparse.cli._repro_fips:run",
         config="configs.fips:get_config",
-        quick_budget_s=160.0,
+        quick_budget_s=200.0,
     ),
     Reproduction(
         name="kd_bias",
         title="Knowledge distillation: class-wise bias on digits and group fairness (DPD, EOD) vs temperature",
         runner="jaxsparse.cli._repro_kd_bias:run",
         config="configs.kd_bias:get_config",
-        quick_budget_s=90.0,
+        quick_budget_s=50.0,
     ),
 )
 
