@@ -63,9 +63,15 @@ def _run_notebook(path, tmp_path, steps: str):
     return result.stdout
 
 
+def _assert_printed(out: str, *markers: str) -> None:
+    for marker in markers:
+        assert marker in out, f"missing {marker!r} in the notebook's output:\n{out[-4000:]}"
+
+
 def test_fips_notebook_runs(tmp_path):
     out = _run_notebook(FIPS_NOTEBOOK, tmp_path, "40")
-    for marker in (
+    _assert_printed(
+        out,
         "original accuracy:",
         "ranks:",
         "accuracy after reconstruction:",
@@ -73,26 +79,26 @@ def test_fips_notebook_runs(tmp_path):
         "rank d, sparsity 0 reproduces the model",
         "condensed factors match dense",
         "NOTEBOOK CHECKS PASSED",
-    ):
-        assert marker in out, f"missing {marker!r} in the notebook's output:\n{out[-4000:]}"
+    )
 
 
 def test_kd_fairness_notebook_runs(tmp_path):
     out = _run_notebook(KD_NOTEBOOK, tmp_path, "60")
-    for marker in (
+    _assert_printed(
+        out,
         "teacher accuracy:",
         "classes changed vs teacher",
         "teacher        DPD",
         "reweighing equalises positive rates",
         "group thresholds: DPD",
         "NOTEBOOK CHECKS PASSED",
-    ):
-        assert marker in out, f"missing {marker!r} in the notebook's output:\n{out[-4000:]}"
+    )
 
 
 def test_srigl_notebook_runs(tmp_path):
     out = _run_notebook(NOTEBOOK, tmp_path, "60")
-    for marker in (
+    _assert_printed(
+        out,
         "dense accuracy:",
         "srigl accuracy:",
         "pruned weights are exactly zero",
@@ -100,5 +106,4 @@ def test_srigl_notebook_runs(tmp_path):
         "condensed matches dense: max |logit gap|",
         "condensed / dense time at batch 1:",
         "NOTEBOOK CHECKS PASSED",
-    ):
-        assert marker in out, f"missing {marker!r} in the notebook's output:\n{out[-4000:]}"
+    )

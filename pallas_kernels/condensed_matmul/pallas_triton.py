@@ -123,17 +123,21 @@ def _feature_major(x2d, batch_pad: int):
     return jnp.pad(x2d.T, ((0, 1), (0, batch_pad - batch)))
 
 
-def _forward(x2d, values, indices, blocks: BlockSizes, interpret: bool):
-    batch, n_in = x2d.shape
-    n_out, _ = values.shape
-    bo, bk, bb = blocks.block_out, blocks.block_k, blocks.block_batch
-    values_p, indices_p = _pad_rows(values, indices, n_in, bo, bk)
+def _operands(x2d, values, indices, blocks: BlockSizes):
+    """The kernels' layout, built once per call and kept for the backward: (xT, padded values, padded indices)."""
+    values_p, indices_p = _pad_rows(values, indices, x2d.shape[1], blocks.block_out, blocks.block_k)
+    xt = _feature_major(x2d, round_up(max(x2d.shape[0], 1), blocks.block_batch))
+    return xt, values_p, indices_p
+
+
+def _forward(xt, values_p, indices_p, blocks: BlockSizes, interpret: bool):
+    """y_pad [batch_pad, n_out_pad] from the prepared operands."""
+    n_in, batch_pad = xt.shape[0] - 1, xt.shape[1]
     n_out_pad, k_pad = values_p.shape
-    batch_pad = round_up(max(batch, 1), bb)
-    xt = _feature_major(x2d, batch_pad)
-    out_dtype = jnp.result_type(x2d.dtype, values.dtype)
+    bo, bk, bb = blocks.block_out, blocks.block_k, blocks.block_batch
+    out_dtype = jnp.result_type(xt.dtype, values_p.dtype)
     kernel = functools.partial(_forward_kernel, n_in=n_in, block_k=bk, n_k_steps=k_pad // bk)
-    y = pl.pallas_call(
+    return pl.pallas_call(
         kernel,
         grid=(n_out_pad // bo, batch_pad // bb),  # output tiles fastest: one xT batch tile stays in L2
         in_specs=[
@@ -147,7 +151,6 @@ def _forward(x2d, values, indices, blocks: BlockSizes, interpret: bool):
         interpret=interpret,
         name="condensed_matmul_fwd",
     )(indices_p, values_p, xt)
-    return y[:batch, :n_out]
 
 
 # ---------------------------------------------------------------------------------------------- grad of values
@@ -257,24 +260,24 @@ def _grad_x(gt, values_p, indices_p, n_in: int, x_dtype, blocks: BlockSizes, int
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
 def _condensed(x2d, values, indices, blocks, interpret):
-    return _forward(x2d, values, indices, blocks, interpret)
+    return _condensed_fwd(x2d, values, indices, blocks, interpret)[0]
 
 
 def _condensed_fwd(x2d, values, indices, blocks, interpret):
-    return _forward(x2d, values, indices, blocks, interpret), (x2d, values, indices)
+    operands = _operands(x2d, values, indices, blocks)
+    y = _forward(*operands, blocks, interpret)[: x2d.shape[0], : values.shape[0]]
+    # The padded layout is the backward's input too: keep it rather than rebuild it from x2d.
+    return y, (*operands, indices)
 
 
 def _condensed_bwd(blocks, interpret, residuals, g):
-    x2d, values, indices = residuals
-    batch, n_in = x2d.shape
-    n_out, k = values.shape
-    bb = blocks.block_batch
-    values_p, indices_p = _pad_rows(values, indices, n_in, blocks.block_out, blocks.block_k)
-    batch_pad = round_up(max(batch, 1), bb)
-    xt = _feature_major(x2d, batch_pad)
+    xt, values_p, indices_p, indices = residuals
+    batch, n_out = g.shape
+    n_in, batch_pad = xt.shape[0] - 1, xt.shape[1]
+    k = indices.shape[1]
     gt = jnp.pad(g.T, ((0, values_p.shape[0] - n_out), (0, batch_pad - batch)))  # [n_out_pad, batch_pad]
-    grad_values = _grad_values(xt, gt, indices_p, n_in, values.dtype, blocks, interpret)[:n_out, :k]
-    grad_x = _grad_x(gt, values_p, indices_p, n_in, x2d.dtype, blocks, interpret)[:batch]
+    grad_values = _grad_values(xt, gt, indices_p, n_in, values_p.dtype, blocks, interpret)[:n_out, :k]
+    grad_x = _grad_x(gt, values_p, indices_p, n_in, xt.dtype, blocks, interpret)[:batch]
     return grad_x, grad_values, np.zeros(indices.shape, dtype=jax.dtypes.float0)
 
 

@@ -10,8 +10,6 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from pallas_kernels._common import round_up
-
 from . import pallas_triton
 
 __all__ = ["available", "condensed_matmul_triton"]
@@ -59,20 +57,16 @@ if jt is not None:
         tl.store(y_ptrs, acc.to(y_ptr.dtype.element_ty))
 
 
-def _forward(x2d, values, indices, blocks):
-    batch, n_in = x2d.shape
-    n_out = values.shape[0]
-    bo, bk, bb = blocks.block_out, blocks.block_k, blocks.block_batch
-    values_p, indices_p = pallas_triton._pad_rows(values, indices, n_in, bo, bk)
+def _forward(xt, values_p, indices_p, blocks):
+    n_in, batch_pad = xt.shape[0] - 1, xt.shape[1]
     n_out_pad, k_pad = values_p.shape
-    batch_pad = round_up(max(batch, 1), bb)
-    xt = pallas_triton._feature_major(x2d, batch_pad)
-    y = jt.triton_call(
+    bo, bk, bb = blocks.block_out, blocks.block_k, blocks.block_batch
+    return jt.triton_call(
         indices_p,
         values_p,
         xt,
         kernel=_forward_kernel,
-        out_shape=jax.ShapeDtypeStruct((batch_pad, n_out_pad), x2d.dtype),
+        out_shape=jax.ShapeDtypeStruct((batch_pad, n_out_pad), xt.dtype),
         grid=(n_out_pad // bo, batch_pad // bb),
         num_warps=blocks.num_warps,
         num_stages=blocks.num_stages,
@@ -84,16 +78,17 @@ def _forward(x2d, values, indices, blocks):
         block_k=bk,
         block_batch=bb,
     )
-    return y[:batch, :n_out]
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
 def _condensed(x2d, values, indices, blocks):
-    return _forward(x2d, values, indices, blocks)
+    return _condensed_fwd(x2d, values, indices, blocks)[0]
 
 
 def _condensed_fwd(x2d, values, indices, blocks):
-    return _forward(x2d, values, indices, blocks), (x2d, values, indices)
+    operands = pallas_triton._operands(x2d, values, indices, blocks)
+    y = _forward(*operands, blocks)[: x2d.shape[0], : values.shape[0]]
+    return y, (*operands, indices)  # the Pallas backward's residuals
 
 
 def _condensed_bwd(blocks, residuals, g):
