@@ -6,6 +6,7 @@ import numpy as np
 
 __all__ = [
     "IMPLEMENTATIONS",
+    "as_empty_slot",
     "check_dense_kernel",
     "check_implementation",
     "check_launch_params",
@@ -87,3 +88,18 @@ def check_x_and_values(x, values, indices) -> None:
 def check_dense_kernel(dense_kernel, n_in: int, n_out: int) -> None:
     if dense_kernel is not None and getattr(dense_kernel, "shape", None) != (n_in, n_out):
         raise ValueError(f"dense_kernel must have shape ({n_in}, {n_out}), got {getattr(dense_kernel, 'shape', None)}")
+
+
+def as_empty_slot(idx, n_in: int):
+    """int32 indices with every id outside [0, n_in) mapped to the empty slot n_in.
+
+    Used by every backend (and inside the Pallas kernels), so unchecked traced indices mean the same thing
+    everywhere and never read out of bounds: without it, XLA gathers clamp, `.at[]` wraps negative ids and
+    Triton reads wild memory. Narrow ids are widened to int32 before the compare (an int16 cannot hold every
+    n_in; a uint32 above 2**31 wraps negative, i.e. empty); 64-bit ids are compared before narrowing, so a
+    huge id cannot wrap into range.
+    """
+    if jnp.dtype(idx.dtype).itemsize > 4:
+        return jnp.where((idx >= 0) & (idx < n_in), idx, n_in).astype(jnp.int32)
+    idx = idx.astype(jnp.int32)
+    return jnp.where((idx >= 0) & (idx < n_in), idx, n_in)

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import pallas as pl
 
-from pallas_kernels._common import check_launch_params, check_positive_pow2, round_up
+from pallas_kernels._common import as_empty_slot, check_launch_params, check_positive_pow2, round_up
 
 try:  # the Triton backend's compiler params; absent from a jax built without Pallas GPU support
     from jax.experimental.pallas import triton as pltriton
@@ -83,12 +83,6 @@ def _compiler_params(blocks: BlockSizes):
     return pltriton.CompilerParams(num_warps=blocks.num_warps, num_stages=blocks.num_stages)
 
 
-def _as_empty_slot(idx, n_in: int):
-    """Maps every index outside [0, n_in) to the zero row n_in (memory safety for unchecked indices)."""
-    idx = idx.astype(jnp.int32)
-    return jnp.where((idx >= 0) & (idx < n_in), idx, n_in)
-
-
 # ----------------------------------------------------------------------------------------------------- forward
 
 
@@ -98,7 +92,7 @@ def _forward_kernel(idx_ref, val_ref, xt_ref, y_ref, *, n_in: int, block_k: int,
 
     def step(s, acc):
         k0 = pl.multiple_of(s * block_k, block_k)
-        idx = _as_empty_slot(idx_ref[:, pl.ds(k0, block_k)], n_in)  # [BO, BK]
+        idx = as_empty_slot(idx_ref[:, pl.ds(k0, block_k)], n_in)  # [BO, BK]
         v = val_ref[:, pl.ds(k0, block_k)].astype(jnp.float32)
         xg = xt_ref[idx, :].astype(jnp.float32)  # [BO, BK, BB] gather of contiguous batch segments
         return acc + jnp.sum(v[:, :, None] * xg, axis=1)
@@ -157,7 +151,7 @@ def _forward(xt, values_p, indices_p, blocks: BlockSizes, interpret: bool):
 
 
 def _grad_values_kernel(idx_ref, xt_ref, gt_ref, dv_ref, *, n_in: int, block_batch: int, n_b_steps: int):
-    idx = _as_empty_slot(idx_ref[...], n_in)  # [BO, BK]
+    idx = as_empty_slot(idx_ref[...], n_in)  # [BO, BK]
 
     def step(s, acc):
         b0 = pl.multiple_of(s * block_batch, block_batch)
@@ -199,7 +193,7 @@ def _fan_out(indices_p, n_in: int, n_in_pad: int):
     Returns (slots [n_slots + 1] int32 with a sentinel slot id n_slots at the end, starts [n_in_pad], counts
     [n_in_pad]); empty slots (id n_in) sort last and belong to no input.
     """
-    flat = _as_empty_slot(indices_p.reshape(-1), n_in)
+    flat = as_empty_slot(indices_p.reshape(-1), n_in)
     n_slots = flat.shape[0]
     slots = jnp.argsort(flat, stable=True).astype(jnp.int32)
     counts = jnp.zeros((n_in_pad,), jnp.int32).at[flat].add(1, mode="drop")

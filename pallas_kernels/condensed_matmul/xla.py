@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pallas_kernels._common import as_empty_slot
+
 __all__ = ["condensed_matmul_xla", "condensed_to_dense_kernel"]
 
 
@@ -103,7 +105,7 @@ def condensed_matmul_xla(x2d, values, indices, *, fan_in_chunk: int | None = Non
     chunk = values.shape[1] if fan_in_chunk is None else min(fan_in_chunk, max(values.shape[1], 1))
     n_in = x2d.shape[1]
     # Gathers normalise negative ids numpy-style (-1 -> last row); make every out-of-range id an empty slot.
-    indices = jnp.where((indices >= 0) & (indices < n_in), indices, n_in)
+    indices = as_empty_slot(indices, n_in)
     return _condensed_matmul(x2d, values, indices, chunk)
 
 
@@ -112,5 +114,5 @@ def condensed_to_dense_kernel(values, indices, in_features: int):
     n_out = values.shape[0]
     cols = jnp.broadcast_to(jnp.arange(n_out)[:, None], indices.shape)
     # Negative ids would wrap around (numpy semantics); send every out-of-range id past the end to be dropped.
-    rows = jnp.where((indices >= 0) & (indices < in_features), indices, in_features)
+    rows = as_empty_slot(indices, in_features)
     return jnp.zeros((in_features, n_out), values.dtype).at[rows, cols].add(values, mode="drop")

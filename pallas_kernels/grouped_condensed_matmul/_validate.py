@@ -6,7 +6,7 @@ import numpy as np
 
 from pallas_kernels._common import check_x_and_values, is_concrete
 
-__all__ = ["as_empty_slot", "check_group_size", "check_grouped_args", "matmul_precision"]
+__all__ = ["check_group_size", "check_grouped_args", "matmul_precision"]
 
 
 def check_group_size(group_size) -> int:
@@ -49,21 +49,6 @@ def check_grouped_args(x, values, indices, bias=None, *, group_size) -> int:
         if lo < 0 or hi > n_in:
             raise ValueError(f"indices out of range [0, {n_in}] ({n_in} = empty slot): found values in [{lo}, {hi}]")
     return group_size
-
-
-def as_empty_slot(idx, n_in: int):
-    """int32 indices with every id outside [0, n_in) mapped to the empty slot n_in.
-
-    Used by every backend (and inside the Pallas kernels), so unchecked traced indices mean the same thing
-    everywhere and never read out of bounds: without it, XLA gathers clamp, `.at[]` wraps negative ids and
-    Triton reads wild memory. Narrow ids are widened to int32 before the compare (an int16 cannot hold every
-    n_in; a uint32 above 2**31 wraps negative, i.e. empty); 64-bit ids are compared before narrowing, so a
-    huge id cannot wrap into range.
-    """
-    if jnp.dtype(idx.dtype).itemsize > 4:
-        return jnp.where((idx >= 0) & (idx < n_in), idx, n_in).astype(jnp.int32)
-    idx = idx.astype(jnp.int32)
-    return jnp.where((idx >= 0) & (idx < n_in), idx, n_in)
 
 
 def matmul_precision(dtype):

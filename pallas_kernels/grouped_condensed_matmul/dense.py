@@ -3,9 +3,9 @@
 import jax.numpy as jnp
 import numpy as np
 
-from pallas_kernels._common import narrow_index_dtype
+from pallas_kernels._common import as_empty_slot, narrow_index_dtype
 
-from ._validate import as_empty_slot, check_group_size, matmul_precision
+from ._validate import check_group_size, matmul_precision
 
 __all__ = [
     "grouped_condensed_from_dense_kernel",

@@ -39,9 +39,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import pallas as pl
 
-from pallas_kernels._common import check_launch_params, check_positive_pow2, round_up
+from pallas_kernels._common import as_empty_slot, check_launch_params, check_positive_pow2, round_up
 
-from ._validate import as_empty_slot, matmul_precision
+from ._validate import matmul_precision
 from .xla import grad_x
 
 try:  # the Triton backend's compiler params; absent from a jax built without Pallas GPU support

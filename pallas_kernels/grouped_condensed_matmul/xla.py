@@ -21,7 +21,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._validate import as_empty_slot, matmul_precision
+from pallas_kernels._common import as_empty_slot
+
+from ._validate import matmul_precision
 from .dense import grouped_condensed_to_dense_kernel
 
 __all__ = ["grad_x", "grad_x_via_dense", "grouped_condensed_matmul_xla"]
