@@ -19,6 +19,7 @@ tiny layer for the test-suite; otherwise the benchmark reports that it needs a G
 """
 
 import argparse
+import dataclasses
 import functools
 import json
 import os
@@ -38,20 +39,15 @@ NAME = "kernels"
 LEAN = False  # --lean: 90% sparsity, dense/pallas/auto only (a short device lease)
 COPIES = 16
 SHAPES = ((3072, 768), (4096, 4096), (4096, 14336))
-BATCHES = (1, 16, 64, 256, 1024, 4096)
+BATCHES = (1, 4, 16, 64, 256, 1024, 4096)
 SPARSITIES = (0.5, 0.95, 0.99)
-SWEEP = (
-    BlockSizes(128, 32, 1),
-    BlockSizes(64, 64, 1),
-    BlockSizes(256, 64, 1, num_warps=8),
-    BlockSizes(64, 32, 16),
-    BlockSizes(32, 64, 16),
-    BlockSizes(128, 16, 16),
-    BlockSizes(32, 32, 32),
-    BlockSizes(64, 16, 32),
-    BlockSizes(16, 32, 64),
-    BlockSizes(32, 16, 64, num_warps=8),
-)
+# The block-size sweep of the forward kernel at small batch: (block_out, num_warps) with the whole fan-in in
+# one step at batch 1 on every shape, and (block_out, block_k, num_warps) at batch 4 and 16 on 4096 x 4096.
+SWEEP_BATCH1 = ((1, 1), (1, 2), (2, 1), (2, 2), (4, 1), (4, 2), (4, 4), (8, 4), (16, 4), (16, 8), (32, 8))
+SWEEP_BATCHED = {
+    4: ((1, 512, 2), (2, 512, 4), (4, 256, 4), (8, 128, 4)),
+    16: ((1, 512, 4), (2, 256, 4), (4, 128, 4), (8, 64, 4), (16, 32, 4)),
+}
 
 
 def _on_gpu():
@@ -218,7 +214,7 @@ def _correctness_optional(interpret, rng):
 
 def _condensed_weights(key, n_in, n_out, sparsity, dtype, copies, block_k):
     k = max(1, round(n_in * (1.0 - sparsity)))
-    k_pad = -(-k // block_k) * block_k  # stored padded, as a layer keeps them (padding = the zero row)
+    k_pad = -(-k // block_k) * block_k  # block_k=1: unpadded, as the forward kernel reads them
     idx_dtype = jnp.int16 if n_in < 32767 else jnp.int32
     out = []
     for c in range(copies):
@@ -244,7 +240,9 @@ def _variants(n_in, n_out, k, batch, dtype, full):
         v["dense_highest"] = lambda x, vals, idx, w: jnp.dot(
             x, w, preferred_element_type=acc, precision=jax.lax.Precision.HIGHEST
         )
-    if full and not LEAN:
+    if cm_pkg.triton_available() and batch <= 16:
+        v["triton"] = lambda x, vals, idx, w: condensed_matmul(x, vals, idx, implementation="triton")
+    if full and (not LEAN or (batch == 1 and dtype == jnp.bfloat16)):
         v["densify_dot"] = lambda x, vals, idx, w: condensed_matmul(x, vals, idx, implementation="dense")
         if batch * n_out * k * 4 <= 2**31:  # the XLA gather and BCOO materialise [batch, n_out, k]
             v["xla"] = lambda x, vals, idx, w: condensed_matmul(x, vals, idx, implementation="xla")
@@ -280,10 +278,12 @@ def _timings(bench, results, log):
                 if not full and dtype == jnp.float32:
                     continue
                 batches = BATCHES if full else (1, 64, 1024)
+                if LEAN and dtype == jnp.float32:
+                    batches = (1, 1024)
                 if bench.left() < 30:
                     bench.skipped.append(f"{n_in}x{n_out} {jnp.dtype(dtype).name} s={sparsity}")
                     continue
-                k, weights = _condensed_weights(key, n_in, n_out, sparsity, dtype, bench.copies, 64)
+                k, weights = _condensed_weights(key, n_in, n_out, sparsity, dtype, bench.copies, 1)
                 k_pad = weights[0][0].shape[1]
                 itemsize, idx_itemsize = jnp.dtype(dtype).itemsize, weights[0][1].dtype.itemsize
                 for batch in batches:
@@ -304,7 +304,20 @@ def _timings(bench, results, log):
                         "block_sizes": str(cm_pkg.default_block_sizes(batch, n_out, k_pad)),
                         "times": {},
                     }
-                    for name, op in _variants(n_in, n_out, k, batch, dtype, full).items():
+                    variants = _variants(n_in, n_out, k, batch, dtype, full)
+                    tuned = results.get("best_blocks", {}).get(f"{n_in}x{n_out} b{batch}") if full else None
+                    if tuned is not None and dtype == jnp.bfloat16:
+                        tuned = BlockSizes(**tuned)
+                    if (
+                        tuned is not None
+                        and dtype == jnp.bfloat16
+                        and tuned != cm_pkg.default_block_sizes(batch, n_out, k)
+                    ):
+                        row["tuned_block_sizes"] = str(tuned)
+                        variants["pallas_tuned"] = lambda x, vals, idx, w, tuned=tuned: condensed_matmul(
+                            x, vals, idx, implementation="pallas", block_sizes=tuned
+                        )
+                    for name, op in variants.items():
                         if bench.left() < 15:
                             bench.skipped.append(f"{name} {n_in}x{n_out} b{batch}")
                             continue
@@ -340,32 +353,50 @@ def _timings(bench, results, log):
                 del weights
 
 
+def _sweep_configs(batch, k):
+    if batch == 1:
+        return [BlockSizes(bo, cm_pkg.next_pow2(k), 1, num_warps=nw) for bo, nw in SWEEP_BATCH1]
+    return [BlockSizes(bo, bk, batch, num_warps=nw) for bo, bk, nw in SWEEP_BATCHED[batch]]
+
+
 def _sweep(bench, results):
+    """Times forward tile configurations; the fastest per (shape, batch) lands in results["best_blocks"], which the
+    forward section then times next to the defaults as "pallas_tuned"."""
     key = jax.random.key(2)
-    n_in, n_out, dtype = 4096, 4096, jnp.bfloat16
-    _, weights = _condensed_weights(key, n_in, n_out, 0.9, dtype, bench.copies, 64)
-    for batch in (1, 16, 64, 256):
+    dtype = jnp.bfloat16
+    best = results.setdefault("best_blocks", {})
+    plan = [(shape, 1) for shape in SHAPES] + [((4096, 4096), b) for b in SWEEP_BATCHED if (4096, 4096) in SHAPES]
+    for (n_in, n_out), batch in plan:
+        k, weights = _condensed_weights(key, n_in, n_out, 0.9, dtype, bench.copies, 1)
         xs = tuple(jax.random.normal(jax.random.fold_in(key, c), (batch, n_in), dtype) for c in range(bench.copies))
-        for blocks in SWEEP:
-            if blocks.block_batch > max(1, batch) * 2 or bench.left() < 20:
+        timed = []
+        for blocks in _sweep_configs(batch, k):
+            if bench.left() < 20:
+                bench.skipped.append(f"sweep {n_in}x{n_out} b{batch} {blocks}")
                 continue
             op = lambda x, vals, idx, w, blocks=blocks: condensed_matmul(
                 x, vals, idx, implementation="pallas", block_sizes=blocks
             )
             try:
                 t, _ = bench.time(op, xs, weights)
+                timed.append((t["median_us"], blocks))
             except Exception as e:
                 t = {"error": f"{type(e).__name__}: {str(e)[:200]}"}
+            is_default = blocks == cm_pkg.default_block_sizes(batch, n_out, k)
             results["sweep"].append(
-                {"shape": [n_in, n_out], "sparsity": 0.9, "batch": batch, "blocks": str(blocks), **t}
-            )
-            print(f"  sweep b={batch:5d} {blocks}: {t}", flush=True)
+                {"shape": [n_in, n_out], "sparsity": 0.9, "k": k, "batch": batch, "blocks": str(blocks),
+                 "is_default": is_default, **t}
+            )  # fmt: skip
+            print(f"  sweep {n_in}x{n_out} b={batch:3d} {blocks}{' (default)' if is_default else ''}: {t}", flush=True)
+        if timed:
+            best[f"{n_in}x{n_out} b{batch}"] = dataclasses.asdict(min(timed, key=lambda pair: pair[0])[1])
+        del weights
 
 
 def _backward(bench, results):
     key = jax.random.key(3)
     n_in, n_out, dtype = 4096, 4096, jnp.bfloat16
-    _, weights = _condensed_weights(key, n_in, n_out, 0.9, dtype, bench.copies, 64)
+    _, weights = _condensed_weights(key, n_in, n_out, 0.9, dtype, bench.copies, 1)
     for batch in (1, 64, 1024):
         if bench.left() < 30:
             break
@@ -445,6 +476,38 @@ def _structured(bench, results, size=4096, batches=(1, 64, 256, 1024, 4096)):
         print(f"  structured {row}", flush=True)
 
 
+def _floor(bench, results):
+    """Per-call time of doing almost nothing: a one-tile Pallas-Triton kernel vs a one-op XLA fusion, timed like
+    every other variant. The gap between them is what a custom call costs over a fusion here."""
+    from jax.experimental import pallas as pl
+    from jax.experimental.pallas import triton as pltriton
+
+    def tiny_kernel(x_ref, y_ref):
+        y_ref[...] = x_ref[...] * 2
+
+    def pallas_op(x, w):
+        return pl.pallas_call(
+            tiny_kernel,
+            out_shape=jax.ShapeDtypeStruct((16,), x.dtype),
+            in_specs=[pl.BlockSpec((16,), lambda: (0,))],
+            out_specs=pl.BlockSpec((16,), lambda: (0,)),
+            compiler_params=pltriton.CompilerParams(num_warps=1, num_stages=1),
+        )(x[0, :16])
+
+    xla_op = lambda x, w: x[0, :16] * 2 + w[:16]
+    key = jax.random.key(5)
+    xs = tuple(jax.random.normal(jax.random.fold_in(key, c), (1, 4096), jnp.bfloat16) for c in range(bench.copies))
+    ws = tuple((jnp.ones((16,), jnp.bfloat16),) for _ in range(bench.copies))
+    row = {}
+    for name, op in (("pallas_one_tile", pallas_op), ("xla_one_fusion", xla_op)):
+        try:
+            row[name], _ = bench.time(op, xs, ws)
+        except Exception as e:
+            row[name] = {"error": f"{type(e).__name__}: {str(e)[:200]}"}
+    results["floor"] = row
+    print(f"  floor {row}", flush=True)
+
+
 def _log_row(row):
     parts = []
     for name, t in row["times"].items():
@@ -478,7 +541,7 @@ def run(quick: bool = False, tiny: bool = False, budget_s: float = 420.0, sectio
     if tiny:
         return _run_tiny(results)
     bench = _Bench(budget_s, copies=COPIES, samples=5 if quick else 7, min_sample_s=0.003 if quick else 0.01)
-    sections = sections or ("correctness", "forward", "sweep", "backward", "structured")
+    sections = sections or ("correctness", "sweep", "forward", "structured", "backward")
     for section in sections:
         start = time.perf_counter()
         if section == "correctness":
@@ -497,6 +560,8 @@ def run(quick: bool = False, tiny: bool = False, budget_s: float = 420.0, sectio
             _sweep(bench, results)
         elif section == "backward":
             _backward(bench, results)
+        elif section == "floor":
+            _floor(bench, results)
         elif section == "structured":
             _structured(bench, results)
         print(
@@ -511,9 +576,11 @@ def run(quick: bool = False, tiny: bool = False, budget_s: float = 420.0, sectio
 
 def _run_tiny(results):
     """The benchmark's code path on a tiny layer (interpreted kernels on CPU): for the test-suite only."""
-    global SHAPES, BATCHES, SPARSITIES
+    global SHAPES, BATCHES, SPARSITIES, SWEEP_BATCH1, SWEEP_BATCHED
     SHAPES, BATCHES, SPARSITIES = ((64, 32),), (1, 5), ()
+    SWEEP_BATCH1, SWEEP_BATCHED = ((2, 1), (4, 2)), {}
     bench = _Bench(60.0, copies=2, samples=2, min_sample_s=0.0)
+    _sweep(bench, results)
     _timings(bench, results, _log_row)
     _structured(bench, results, size=128, batches=(3,))
     results["skipped"] = bench.skipped

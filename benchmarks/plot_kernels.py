@@ -13,7 +13,16 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-STYLES = {"pallas": "o-", "auto": "s--", "xla": "^:", "bcoo": "v:", "densify_dot": "x:", "dense_highest": "d-."}
+STYLES = {
+    "pallas": "o-",
+    "pallas_tuned": "*",
+    "auto": "s--",
+    "triton": "P:",
+    "xla": "^:",
+    "bcoo": "v:",
+    "densify_dot": "x:",
+    "dense_highest": "d-.",
+}
 
 
 def plot(results: dict, out_path: str, *, sparsity: float = 0.9) -> None:
@@ -27,14 +36,14 @@ def plot(results: dict, out_path: str, *, sparsity: float = 0.9) -> None:
             sel = sorted(
                 (r for r in rows if r["dtype"] == dtype and tuple(r["shape"]) == shape), key=lambda r: r["batch"]
             )
-            for name, style in STYLES.items():
+            for color, (name, style) in enumerate(STYLES.items()):  # one colour per variant on every panel
                 pts = [
                     (r["batch"], r["times"][name]["speedup_vs_dense"])
                     for r in sel
                     if "speedup_vs_dense" in r["times"].get(name, {})
                 ]
                 if pts:
-                    ax.plot(*zip(*pts, strict=True), style, label=name, ms=4)
+                    ax.plot(*zip(*pts, strict=True), style, color=f"C{color}", label=name, ms=4)
             ax.axhline(1.0, color="k", lw=0.8)
             ax.set_xscale("log", base=2)
             ax.set_yscale("log")
@@ -42,7 +51,8 @@ def plot(results: dict, out_path: str, *, sparsity: float = 0.9) -> None:
             ax.set_xlabel("batch")
             ax.set_ylabel("speedup vs dense")
             ax.grid(alpha=0.3, which="both")
-    axes[0][0].legend(fontsize=7)
+    for row_axes in axes:  # each dtype row has its own set of variants (dense_highest: f32 only)
+        row_axes[0].legend(fontsize=7)
     fig.suptitle(f"{results.get('device', '')}, jax {results.get('jax_version', '')}", fontsize=10)
     fig.tight_layout()
     folder = os.path.dirname(os.path.abspath(out_path))

@@ -97,7 +97,8 @@ def test_kernels_tiny_json(tmp_path):
     result = _run("--tiny", "--only", "kernels", "--json", str(path), timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     bench = json.loads(path.read_text())["benchmarks"]["kernels"]
-    assert bench["gpu"] is False and bench["forward"] and bench["structured"]
+    assert bench["gpu"] is False and bench["forward"] and bench["structured"] and bench["sweep"]
+    assert any("pallas_tuned" in row["times"] for row in bench["forward"])  # the sweep's best, timed again
     for row in bench["forward"]:
         assert {"dense", "pallas", "auto"} <= set(row["times"])
         for timing in row["times"].values():

@@ -31,18 +31,22 @@ CPU_GATHER_MAX_BATCH = 8
 class GpuCostModel:
     """Time model of the two GPU paths, fitted to H200 measurements; the kernel runs where it predicts a win.
 
-    condensed: kernel_launch_s + (values + indices bytes) / kernel_bytes_per_s + batch * n_out * k / gather_fma_per_s
+    condensed: kernel_launch_s + (values + indices bytes) / kernel_bytes_per_s + batch * n_out * k / gather rate
     dense:     dense_launch_s + max(weight bytes / hbm_bytes_per_s, 2 * batch * in * n_out / matmul_flops_per_s)
-    Constants: a least-squares fit (log time) to benchmarks/results/kernels-h200-jax0.11.2.json (bf16, 90% sparse,
-    3072->768, 4096x4096, 4096->14336, batch 1..4096; per-call times include the feature-major transpose). The
-    kernel is gather-bound (7e11 gathered FMAs/s) and far from the HBM roofline, so it wins only at tiny batch on
-    large or very sparse layers. The f32 matmul rate (TF32) is half the bf16 one by the datasheet, not measured.
+    Constants from benchmarks/results/kernels-h200-jax0.11.2.json (bf16, 90% sparse, 3072->768, 4096x4096,
+    4096->14336, batch 1..4096; per call, 16 calls back to back in one jit, where even a one-tile kernel costs
+    ~6.5 us). Beyond that floor the batch-1 kernel streams its weights at up to ~3.5 TB/s; with more than one
+    batch column the gather rate drops (GEMV tiles ~4.5e11 FMA/s at batch 4 on 4096->14336, the batch-tiled
+    form above 16 ~3e11), so the kernel wins at batch 1 and the matrix unit from a few columns on. The dense
+    constants err towards a fast dense path (it is 1.3x faster than modelled on 3072->768 and 4096->14336 at
+    batch 1), so `auto` errs towards dense. The f32 matmul rate (TF32) is half the bf16 one by the datasheet.
     `margin` keeps `auto` on the dense side where the two are within 10%.
     """
 
-    kernel_launch_s = 21.3e-6
-    kernel_bytes_per_s = 7.7e12
-    gather_fma_per_s = 7.1e11
+    kernel_launch_s = 7.6e-6
+    kernel_bytes_per_s = 4.6e12
+    gather_fma_per_s: ClassVar[dict[bool, float]] = {True: 4.5e11, False: 3.0e11}  # GEMV tiles or not
+    gemv_max_batch = pallas_triton.GEMV_MAX_BATCH
     dense_launch_s = 8.3e-6
     hbm_bytes_per_s = 4.2e12
     matmul_flops_per_s: ClassVar[dict[int, float]] = {2: 7.4e14, 4: 3.7e14}  # by itemsize: bf16/f16; f32 (TF32)
@@ -51,7 +55,8 @@ class GpuCostModel:
     @classmethod
     def condensed_s(cls, batch: int, n_out: int, k: int, itemsize: int, index_itemsize: int) -> float:
         weight_bytes = n_out * k * (itemsize + index_itemsize)
-        return cls.kernel_launch_s + weight_bytes / cls.kernel_bytes_per_s + batch * n_out * k / cls.gather_fma_per_s
+        gather_rate = cls.gather_fma_per_s[batch <= cls.gemv_max_batch]
+        return cls.kernel_launch_s + weight_bytes / cls.kernel_bytes_per_s + batch * n_out * k / gather_rate
 
     @classmethod
     def dense_s(cls, batch: int, n_in: int, n_out: int, itemsize: int) -> float:
@@ -104,7 +109,8 @@ def condensed_matmul(
         index as an empty slot (never an out-of-bounds read). int16 halves the index bytes of the GPU kernel.
       bias: optional [n_out].
       implementation: "auto" | "xla" | "pallas" | "triton" | "dense" (see the module docstring).
-      block_sizes: tiles of the "pallas"/"triton" kernels; None picks `default_block_sizes`.
+      block_sizes: tiles of the "pallas"/"triton" kernels (forward and backward); None picks
+        `default_block_sizes` for the forward and `default_backward_block_sizes` for the backward.
       interpret: run the Pallas kernels interpreted (default: True unless on a GPU).
       fan_in_chunk: "xla" only: process the fan-in in chunks of this many (bounds gather memory).
       dense_kernel: "dense"/"auto" only: a cached W [in_features, n_out] to use instead of re-scattering.
@@ -133,7 +139,9 @@ def condensed_matmul(
     if implementation == "xla":
         y = condensed_matmul_xla(x2d, values.astype(dtype), indices, fan_in_chunk=fan_in_chunk)
     elif implementation == "pallas":
-        y = pallas_triton.condensed_matmul_pallas(x2d, values, indices, blocks=block_sizes, interpret=interpret)
+        y = pallas_triton.condensed_matmul_pallas(
+            x2d, values, indices, blocks=block_sizes, backward_blocks=block_sizes, interpret=interpret
+        )
     elif implementation == "triton":
         y = triton.condensed_matmul_triton(x2d, values, indices, blocks=block_sizes)
     else:

@@ -32,7 +32,15 @@ try:  # the Triton backend's compiler params; absent from a jax built without Pa
 except ImportError:  # pragma: no cover - every supported jax has it
     pltriton = None
 
-__all__ = ["BlockSizes", "condensed_matmul_pallas", "default_block_sizes"]
+__all__ = [
+    "GEMV_MAX_BATCH",
+    "BlockSizes",
+    "backward",
+    "condensed_matmul_pallas",
+    "default_backward_block_sizes",
+    "default_block_sizes",
+    "next_pow2",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,21 +68,47 @@ class BlockSizes:
             )
 
 
+# Up to this batch the forward uses GEMV tiles (see default_block_sizes); the cost model in api.py follows it.
+GEMV_MAX_BATCH = 16
+
+
 def default_block_sizes(batch: int, n_out: int, k: int) -> BlockSizes:
-    """Tiles by batch size: a GEMV-like shape at tiny batch, square-ish tiles of <= 16K live elements above."""
+    """Forward tiles by batch size: a GEMV shape at batch <= 16, the backward's square-ish tiles above.
+
+    At batch <= 16 the forward streams values and indices once and is bound by HBM latency and launch cost:
+    one output row per program (the most programs in flight), the whole power-of-two-padded fan-in in one
+    masked step (up to 8K gathered elements), and one warp per 2K of them. On an H200 (bf16, 90% sparse,
+    benchmarks/results/kernels-h200-jax0.11.2.json "sweep") this beat 2-32 rows per program and 2-8 warps
+    at batch 1 on 4096x4096 and 4096->14336, and was within noise on 3072->768.
+    """
+    if batch > GEMV_MAX_BATCH:
+        return default_backward_block_sizes(batch, n_out, k)
+    block_batch = next_pow2(batch)
+    block_k = min(next_pow2(k), max(16, 8192 // block_batch))
+    num_warps = max(1, min(8, block_k * block_batch // 2048))
+    return BlockSizes(block_out=1, block_k=block_k, block_batch=block_batch, num_warps=num_warps)
+
+
+def default_backward_block_sizes(batch: int, n_out: int, k: int) -> BlockSizes:
+    """Tiles of the backward kernels (and of the forward above batch 16): square-ish, <= 16K live elements."""
     if batch <= 1:
         block_batch = 1
     elif batch <= 16:
-        block_batch = int(2 ** int(np.ceil(np.log2(batch))))
+        block_batch = next_pow2(batch)
     else:
         block_batch = 32
     widest_k = 64 if block_batch < 32 else 32
-    block_k = widest_k if k >= widest_k else max(8, int(2 ** int(np.ceil(np.log2(max(k, 1))))))
+    block_k = widest_k if k >= widest_k else max(8, next_pow2(k))
     budget = 16384 // (block_k * block_batch)
     block_out = int(max(16, min(128, budget)))
     while block_out > 16 and n_out <= block_out // 2:
         block_out //= 2
     return BlockSizes(block_out=block_out, block_k=block_k, block_batch=block_batch)
+
+
+def next_pow2(n: int) -> int:
+    """The smallest power of two >= max(n, 1)."""
+    return 1 << max(int(n) - 1, 0).bit_length()
 
 
 def _compiler_params(blocks: BlockSizes):
@@ -86,19 +120,37 @@ def _compiler_params(blocks: BlockSizes):
 # ----------------------------------------------------------------------------------------------------- forward
 
 
-def _forward_kernel(idx_ref, val_ref, xt_ref, y_ref, *, n_in: int, block_k: int, n_k_steps: int):
-    block_out = idx_ref.shape[0]
-    block_batch = xt_ref.shape[1]
+def _forward_kernel(idx_ref, val_ref, xt_ref, y_ref, *, n_in: int, block_out: int, block_k: int, n_k_steps: int):
+    """One program: y[batch tile, block_out outputs] over the whole fan-in, in chunks of block_k.
+
+    values/indices come unpadded ([n_out, k], any k): loads past the last row or column are masked, as are empty
+    slots and out-of-range ids, whose gathered x is replaced by 0 (row 0 is read instead, so an Inf elsewhere in x
+    never meets a padded slot). Needing no padded copy of the weights, a batch-1 call is this one kernel.
+    """
+    n_out, k = idx_ref.shape
+    i = pl.program_id(0)
+    row0 = pl.multiple_of(i * block_out, block_out)
+    rows = row0 + jax.lax.broadcasted_iota(jnp.int32, (block_out, block_k), 0)
+    cols = jax.lax.broadcasted_iota(jnp.int32, (block_out, block_k), 1)
+    row_ok = rows < n_out
 
     def step(s, acc):
         k0 = pl.multiple_of(s * block_k, block_k)
-        idx = as_empty_slot(idx_ref[:, pl.ds(k0, block_k)], n_in)  # [BO, BK]
-        v = val_ref[:, pl.ds(k0, block_k)].astype(jnp.float32)
-        xg = xt_ref[idx, :].astype(jnp.float32)  # [BO, BK, BB] gather of contiguous batch segments
+        in_tile = row_ok & (k0 + cols < k)
+        tile = (pl.ds(row0, block_out), pl.ds(k0, block_k))
+        # The weights stream through once (evict first); x is re-read by every program and stays in cache.
+        idx = pltriton.load(idx_ref.at[tile], mask=in_tile, other=0, eviction_policy="evict_first")
+        idx = as_empty_slot(idx, n_in)  # [BO, BK] int32
+        take = in_tile & (idx < n_in)
+        v = pltriton.load(val_ref.at[tile], mask=in_tile, other=0, eviction_policy="evict_first")
+        v = v.astype(jnp.float32)
+        xg = xt_ref[jnp.where(take, idx, 0), :].astype(jnp.float32)  # [BO, BK, BB]: contiguous batch segments
+        xg = jnp.where(take[:, :, None], xg, 0.0)
         return acc + jnp.sum(v[:, :, None] * xg, axis=1)
 
-    acc = jax.lax.fori_loop(0, n_k_steps, step, jnp.zeros((block_out, block_batch), jnp.float32))
-    y_ref[...] = acc.T.astype(y_ref.dtype)
+    acc = jax.lax.fori_loop(0, n_k_steps, step, jnp.zeros((block_out, xt_ref.shape[1]), jnp.float32))
+    out_cols = row0 + jax.lax.broadcasted_iota(jnp.int32, (xt_ref.shape[1], block_out), 1)
+    pltriton.store(y_ref.at[:, pl.ds(row0, block_out)], acc.T.astype(y_ref.dtype), mask=out_cols < n_out)
 
 
 def _pad_rows(values, indices, n_in: int, block_out: int, block_k: int):
@@ -124,27 +176,27 @@ def _operands(x2d, values, indices, blocks: BlockSizes):
     return xt, values_p, indices_p
 
 
-def _forward(xt, values_p, indices_p, blocks: BlockSizes, interpret: bool):
-    """y_pad [batch_pad, n_out_pad] from the prepared operands."""
-    n_in, batch_pad = xt.shape[0] - 1, xt.shape[1]
-    n_out_pad, k_pad = values_p.shape
+def _forward(xt, values, indices, n_in: int, blocks: BlockSizes, interpret: bool):
+    """y [batch_pad, n_out] from xT [>= n_in rows, batch_pad] and values/indices [n_out, k] (padded or not)."""
+    batch_pad = xt.shape[1]
+    n_out, k = values.shape
     bo, bk, bb = blocks.block_out, blocks.block_k, blocks.block_batch
-    out_dtype = jnp.result_type(xt.dtype, values_p.dtype)
-    kernel = functools.partial(_forward_kernel, n_in=n_in, block_k=bk, n_k_steps=k_pad // bk)
+    out_dtype = jnp.result_type(xt.dtype, values.dtype)
+    kernel = functools.partial(_forward_kernel, n_in=n_in, block_out=bo, block_k=bk, n_k_steps=pl.cdiv(k, bk))
     return pl.pallas_call(
         kernel,
-        grid=(n_out_pad // bo, batch_pad // bb),  # output tiles fastest: one xT batch tile stays in L2
+        grid=(pl.cdiv(n_out, bo), batch_pad // bb),  # output tiles fastest: one xT batch tile stays in L2
         in_specs=[
-            pl.BlockSpec((bo, k_pad), lambda i, j: (i, 0)),
-            pl.BlockSpec((bo, k_pad), lambda i, j: (i, 0)),
-            pl.BlockSpec((n_in + 1, bb), lambda i, j: (0, j)),
+            pl.BlockSpec((n_out, k), lambda i, j: (0, 0)),  # rows sliced in the kernel (masked at the edge)
+            pl.BlockSpec((n_out, k), lambda i, j: (0, 0)),
+            pl.BlockSpec((xt.shape[0], bb), lambda i, j: (0, j)),
         ],
-        out_specs=pl.BlockSpec((bb, bo), lambda i, j: (j, i)),
-        out_shape=jax.ShapeDtypeStruct((batch_pad, n_out_pad), out_dtype),
+        out_specs=pl.BlockSpec((bb, n_out), lambda i, j: (j, 0)),
+        out_shape=jax.ShapeDtypeStruct((batch_pad, n_out), out_dtype),
         compiler_params=_compiler_params(blocks),
         interpret=interpret,
         name="condensed_matmul_fwd",
-    )(indices_p, values_p, xt)
+    )(indices, values, xt)
 
 
 # ---------------------------------------------------------------------------------------------- grad of values
@@ -252,19 +304,35 @@ def _grad_x(gt, values_p, indices_p, n_in: int, x_dtype, blocks: BlockSizes, int
 # -------------------------------------------------------------------------------------------------- custom VJP
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
-def _condensed(x2d, values, indices, blocks, interpret):
-    return _condensed_fwd(x2d, values, indices, blocks, interpret)[0]
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
+def _condensed(x2d, values, indices, blocks, backward_blocks, interpret):
+    # Inference: no padded copies at all; xT is x2d.T (a free bitcast at batch 1), padded along batch if needed.
+    batch = x2d.shape[0]
+    batch_pad = round_up(max(batch, 1), blocks.block_batch)
+    xt = x2d.T if batch_pad == batch else jnp.pad(x2d.T, ((0, 0), (0, batch_pad - batch)))
+    y = _forward(xt, values, indices, x2d.shape[1], blocks, interpret)
+    return y if batch_pad == batch else y[:batch]
 
 
-def _condensed_fwd(x2d, values, indices, blocks, interpret):
-    operands = _operands(x2d, values, indices, blocks)
-    y = _forward(*operands, blocks, interpret)[: x2d.shape[0], : values.shape[0]]
-    # The padded layout is the backward's input too: keep it rather than rebuild it from x2d.
+def _condensed_fwd(x2d, values, indices, blocks, backward_blocks, interpret):
+    # The backward's padded layout (xT with the zero row, values/indices padded to its tiles) is built here and
+    # kept as residuals; the forward kernel reads that xT and the unpadded weights.
+    operands = _operands(x2d, values, indices, backward_blocks)
+    xt = operands[0]
+    if xt.shape[1] % blocks.block_batch:
+        xt = jnp.pad(xt, ((0, 0), (0, round_up(xt.shape[1], blocks.block_batch) - xt.shape[1])))
+    y = _forward(xt, values, indices, x2d.shape[1], blocks, interpret)[: x2d.shape[0]]
     return y, (*operands, indices)
 
 
-def _condensed_bwd(blocks, interpret, residuals, g):
+def _condensed_bwd(blocks, backward_blocks, interpret, residuals, g):
+    del blocks  # the forward's tiles; the backward kernels use their own
+    return backward(backward_blocks, interpret, residuals, g)
+
+
+def backward(blocks: BlockSizes, interpret: bool, residuals, g):
+    """(grad x, grad values, float0 for indices) from the residuals (xT with the zero row, padded values and
+    indices, indices) built with `blocks` and the output cotangent g [batch, n_out]."""
     xt, values_p, indices_p, indices = residuals
     batch, n_out = g.shape
     n_in, batch_pad = xt.shape[0] - 1, xt.shape[1]
@@ -278,13 +346,25 @@ def _condensed_bwd(blocks, interpret, residuals, g):
 _condensed.defvjp(_condensed_fwd, _condensed_bwd)
 
 
-def condensed_matmul_pallas(x2d, values, indices, *, blocks: BlockSizes | None = None, interpret: bool = False):
+def condensed_matmul_pallas(
+    x2d,
+    values,
+    indices,
+    *,
+    blocks: BlockSizes | None = None,
+    backward_blocks: BlockSizes | None = None,
+    interpret: bool = False,
+):
     """The Pallas backend on checked 2-D inputs: x2d [batch, in], values/indices [n_out, k] -> [batch, n_out].
 
     Differentiable in x2d and values (custom VJP with two more Pallas kernels); `interpret=True` runs the same
-    kernels on any backend (CPU tests).
+    kernels on any backend (CPU tests). `blocks` tiles the forward kernel, `backward_blocks` the backward ones
+    (each defaults to its `default_*block_sizes`).
     """
+    batch, (n_out, k) = x2d.shape[0], values.shape
     if blocks is None:
-        blocks = default_block_sizes(x2d.shape[0], values.shape[0], values.shape[1])
+        blocks = default_block_sizes(batch, n_out, k)
+    if backward_blocks is None:
+        backward_blocks = default_backward_block_sizes(batch, n_out, k)
     dtype = jnp.result_type(x2d.dtype, values.dtype)
-    return _condensed(x2d.astype(dtype), values.astype(dtype), indices, blocks, interpret)
+    return _condensed(x2d.astype(dtype), values.astype(dtype), indices, blocks, backward_blocks, interpret)

@@ -92,7 +92,7 @@ def _condensed_fwd(x2d, values, indices, blocks):
 
 
 def _condensed_bwd(blocks, residuals, g):
-    return pallas_triton._condensed_bwd(blocks, False, residuals, g)
+    return pallas_triton.backward(blocks, False, residuals, g)
 
 
 _condensed.defvjp(_condensed_fwd, _condensed_bwd)
@@ -106,6 +106,7 @@ def condensed_matmul_triton(x2d, values, indices, *, blocks=None):
             "use implementation='pallas' or 'auto'"
         )
     if blocks is None:
-        blocks = pallas_triton.default_block_sizes(x2d.shape[0], values.shape[0], values.shape[1])
+        # The backward's tiling: this forward reads the padded operands, as the backward does.
+        blocks = pallas_triton.default_backward_block_sizes(x2d.shape[0], values.shape[0], values.shape[1])
     dtype = jnp.result_type(x2d.dtype, values.dtype)
     return _condensed(x2d.astype(dtype), values.astype(dtype), indices, blocks)

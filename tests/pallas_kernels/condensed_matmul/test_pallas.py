@@ -15,6 +15,7 @@ from pallas_kernels.condensed_matmul import (
     auto_implementation,
     condensed_matmul,
     condensed_matmul_reference,
+    default_backward_block_sizes,
     default_block_sizes,
 )
 from tests.pallas_kernels._cuda_lowering import TRITON_CALL, lower_for_cuda
@@ -26,6 +27,7 @@ from tests.pallas_kernels._cuda_lowering import TRITON_CALL, lower_for_cuda
         (jnp.float32, jnp.int32, 5, None),
         (jnp.bfloat16, jnp.int16, 1, BlockSizes(128, 32, 1)),
         (jnp.bfloat16, jnp.int16, 300, BlockSizes(16, 32, 64, num_warps=8)),
+        (jnp.bfloat16, jnp.int16, 1, BlockSizes(1, 16, 1, num_warps=1)),  # GEMV tiles, fan-in in 1 masked step
     ],
 )
 def test_forward_and_backward_lower_to_triton_for_cuda(dtype, index_dtype, batch, blocks):
@@ -63,6 +65,25 @@ def test_default_block_sizes_are_valid_and_cover_small_batches(batch, n_out, k):
     blocks = default_block_sizes(batch, n_out, k)
     assert blocks.block_out * blocks.block_k * blocks.block_batch <= 16384
     assert blocks.block_batch <= max(1, 2 ** int(np.ceil(np.log2(batch))))  # no tile wider than the batch needs
+
+
+@pytest.mark.parametrize(("n_out", "k"), [(768, 307), (4096, 410), (14336, 410), (21, 11)])
+def test_small_batch_forward_tiles_take_the_fan_in_in_one_step_and_fill_the_gpu(n_out, k):
+    blocks = default_block_sizes(1, n_out, k)
+    assert blocks.block_batch == 1 and blocks.block_k >= k  # one masked step over the unpadded fan-in
+    assert blocks.block_out == 1  # one row per program: n_out programs keep every SM's loads in flight
+    # The backward keeps its own square-ish tiles.
+    assert default_backward_block_sizes(1, n_out, k).block_out >= 16
+
+
+def test_batch_one_inference_lowers_to_one_kernel_without_padding_ops():
+    # At batch 1 the forward is x.T (a bitcast) and the kernel: no padded copy of the weights, no zero row.
+    x = jax.ShapeDtypeStruct((1, 3072), jnp.bfloat16)
+    v = jax.ShapeDtypeStruct((768, 307), jnp.bfloat16)
+    i = jax.ShapeDtypeStruct((768, 307), jnp.int16)
+    text = lower_for_cuda(functools.partial(condensed_matmul, implementation="pallas", interpret=False), x, v, i)
+    assert text.count(TRITON_CALL) == 1
+    assert "stablehlo.pad" not in text and "stablehlo.concatenate" not in text
 
 
 def test_auto_dispatch_by_platform_and_batch():
