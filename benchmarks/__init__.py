@@ -6,10 +6,11 @@ medians) and prints ratios, so the numbers compare within a run on one machine:
 * `dst_step`: training-step time of SRigL / RigL / SET vs static sparse training (same sparsity), mask
   updates included at their real frequency, and the cost of one mask-update step.
 * `condensed_inference`: condensed (gather) vs dense inference of SRigL's 3072 -> 768 layer at 90%.
+* `icb`: one input-compression bound for N = 2000 on CPU, native closed-form kernel vs neural-tangents' kernel_fn.
 * `xmc_scale`: training steps of a fixed fan-in head with 1,000,000 labels (d = 768, fan-in 64) on CPU, and
   its exact memory next to the dense head's.
 """
 
-BENCHMARKS = ("dst_step", "condensed_inference", "xmc_scale", "kernels")
+BENCHMARKS = ("dst_step", "condensed_inference", "xmc_scale", "kernels", "icb")
 
 __all__ = ["BENCHMARKS"]

@@ -8,7 +8,7 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBPACKAGES = ("masks", "condensed", "data", "nn", "dst", "sharing", "xmc", "distill", "fairness", "cli")
+_SUBPACKAGES = ("masks", "condensed", "data", "nn", "dst", "sharing", "xmc", "distill", "fairness", "infowidth", "cli")
 
 __all__ = ["__version__", *_SUBPACKAGES]
 

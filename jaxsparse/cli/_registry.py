@@ -17,7 +17,7 @@ class Reproduction:
     title: str
     runner: str  # "module:function"
     config: str  # "module:function" taking quick: bool
-    quick_budget_s: float  # the share of `reproduce --quick` (10 minutes over everything, 2 CPU cores)
+    quick_budget_s: float  # the share of `reproduce --quick` (15 minutes over everything, 2 CPU cores)
 
 
 REPRODUCTIONS: tuple[Reproduction, ...] = (
@@ -54,6 +54,20 @@ REPRODUCTIONS: tuple[Reproduction, ...] = (
         title="Knowledge distillation: class-wise bias on digits and group fairness (DPD, EOD) vs temperature",
         runner="jaxsparse.cli._repro_kd_bias:run",
         config="configs.kd_bias:get_config",
+        quick_budget_s=50.0,
+    ),
+    Reproduction(
+        name="icb",
+        title="Input-compression bound vs generalization gap of infinite-width ensembles on binary digit tasks",
+        runner="jaxsparse.cli._repro_icb:run",
+        config="configs.icb:get_config",
+        quick_budget_s=60.0,
+    ),
+    Reproduction(
+        name="shortcut",
+        title="Shortcut detection with mutual information: I(X;Z) vs NTK time with and without a patch shortcut",
+        runner="jaxsparse.cli._repro_shortcut:run",
+        config="configs.shortcut:get_config",
         quick_budget_s=50.0,
     ),
 )
