@@ -8,7 +8,20 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBPACKAGES = ("masks", "condensed", "data", "nn", "dst", "sharing", "xmc", "distill", "fairness", "infowidth", "cli")
+_SUBPACKAGES = (
+    "masks",
+    "condensed",
+    "data",
+    "nn",
+    "dst",
+    "sharing",
+    "xmc",
+    "distill",
+    "fairness",
+    "infowidth",
+    "graph",
+    "cli",
+)
 
 __all__ = ["__version__", *_SUBPACKAGES]
 

@@ -57,6 +57,13 @@ REPRODUCTIONS: tuple[Reproduction, ...] = (
         quick_budget_s=50.0,
     ),
     Reproduction(
+        name="meta_gcn",
+        title="Meta-GCN vs unweighted and class-weighted GCN on imbalanced breast-cancer patient graphs",
+        runner="jaxsparse.cli._repro_meta_gcn:run",
+        config="configs.meta_gcn:get_config",
+        quick_budget_s=60.0,
+    ),
+    Reproduction(
         name="icb",
         title="Input-compression bound vs generalization gap of infinite-width ensembles on binary digit tasks",
         runner="jaxsparse.cli._repro_icb:run",
