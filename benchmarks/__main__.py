@@ -39,6 +39,9 @@ def _write_json(path: str, payload: dict) -> None:
 
 def main(argv=None) -> int:
     args = _parse(sys.argv[1:] if argv is None else argv)
+    from jaxsparse.cli._xla_env import prefer_memory_optimized_cpu_scheduler
+
+    prefer_memory_optimized_cpu_scheduler()  # as the jaxsparse CLI does; before JAX starts
     from ._timing import environment  # imports jax: after argparse so --help stays fast
 
     env = environment()

@@ -15,6 +15,7 @@ import traceback
 
 from ._registry import REPRODUCTIONS, Reproduction, find
 from ._report import write_report
+from ._xla_env import prefer_memory_optimized_cpu_scheduler
 
 __all__ = ["main"]
 
@@ -159,6 +160,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `jaxsparse` console script; returns the exit status."""
+    prefer_memory_optimized_cpu_scheduler()  # before anything imports JAX's backends (see _xla_env)
     parser = _parser()
     try:
         args = parser.parse_args(argv)
