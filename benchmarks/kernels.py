@@ -40,6 +40,7 @@ LEAN = False  # --lean: 90% sparsity, dense/pallas/auto only (a short device lea
 COPIES = 16
 SHAPES = ((3072, 768), (4096, 4096), (4096, 14336))
 BATCHES = (1, 4, 16, 64, 256, 1024, 4096)
+DTYPES = ("bfloat16", "float32")
 SPARSITIES = (0.5, 0.95, 0.99)
 # The block-size sweep of the forward kernel at small batch: (block_out, num_warps) with the whole fan-in in
 # one step at batch 1 on every shape, and (block_out, block_k, num_warps) at batch 4 and 16 on 4096 x 4096.
@@ -271,7 +272,7 @@ def _bytes(name, n_in, n_out, k_pad, batch, itemsize, idx_itemsize):
 
 def _timings(bench, results, log):
     key = jax.random.key(1)
-    for dtype in (jnp.bfloat16, jnp.float32):
+    for dtype in (jnp.dtype(d) for d in DTYPES):
         for n_in, n_out in SHAPES:
             for sparsity in (0.9,) if LEAN else (0.9, *SPARSITIES):
                 full = sparsity == 0.9
@@ -279,7 +280,7 @@ def _timings(bench, results, log):
                     continue
                 batches = BATCHES if full else (1, 64, 1024)
                 if LEAN and dtype == jnp.float32:
-                    batches = (1, 1024)
+                    batches = tuple(b for b in batches if b in (1, 1024)) or batches
                 if bench.left() < 30:
                     bench.skipped.append(f"{n_in}x{n_out} {jnp.dtype(dtype).name} s={sparsity}")
                     continue
@@ -603,9 +604,15 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--sections", nargs="*", default=None)
     parser.add_argument("--lean", action="store_true", help="90%% sparsity, dense/pallas/auto only")
+    parser.add_argument("--batches", type=int, nargs="*", default=None, help="forward section: only these batches")
+    parser.add_argument("--dtypes", nargs="*", default=None, choices=("bfloat16", "float32"), help="forward dtypes")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    global LEAN  # a run-wide switch, set once from the command line
+    global LEAN, BATCHES, DTYPES  # run-wide switches, set once from the command line
     LEAN = args.lean
+    if args.batches:
+        BATCHES = tuple(args.batches)
+    if args.dtypes:
+        DTYPES = tuple(args.dtypes)
     dev = jax.devices()[0]
     env = {
         "device": f"{dev.platform}:{getattr(dev, 'device_kind', '')}",
