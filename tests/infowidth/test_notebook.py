@@ -1,22 +1,10 @@
-"""notebooks/mutual_information.ipynb: stored clean, and runs end to end at a small size."""
+"""notebooks/mutual_information.ipynb runs end to end at a small size (stored clean: tests/test_notebooks.py)."""
 
 import pathlib
 
-import pytest
-
 from tests.test_notebooks import _assert_printed, _run_notebook
 
-nbformat = pytest.importorskip("nbformat")
-
 NOTEBOOK = pathlib.Path(__file__).resolve().parents[2] / "notebooks" / "mutual_information.ipynb"
-
-
-def test_notebook_is_clean():
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    nbformat.validate(nb)
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            assert not cell.outputs and cell.execution_count is None, "store the notebook without outputs"
 
 
 def test_notebook_runs(tmp_path):
