@@ -20,6 +20,8 @@ _SUBPACKAGES = (
     "fairness",
     "infowidth",
     "graph",
+    "permute",
+    "lth",
     "cli",
 )
 

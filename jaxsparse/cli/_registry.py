@@ -57,6 +57,13 @@ REPRODUCTIONS: tuple[Reproduction, ...] = (
         quick_budget_s=50.0,
     ),
     Reproduction(
+        name="rebasin",
+        title="Lottery-ticket masks across basins: LTH vs naive vs permuted (weight-matched) masks, wide digits MLP",
+        runner="jaxsparse.cli._repro_rebasin:run",
+        config="configs.rebasin:get_config",
+        quick_budget_s=100.0,
+    ),
+    Reproduction(
         name="meta_gcn",
         title="Meta-GCN vs unweighted and class-weighted GCN on imbalanced breast-cancer patient graphs",
         runner="jaxsparse.cli._repro_meta_gcn:run",

@@ -2,6 +2,7 @@
 
 from ._models import MLP as MLP
 from ._models import SmallCNN as SmallCNN
+from ._resnet import BasicBlock as BasicBlock
 from ._resnet import ResNet18 as ResNet18
 from ._studies import get_params as get_params
 from ._studies import mask_updates as mask_updates
@@ -17,6 +18,7 @@ from ._vit import ViT as ViT
 
 __all__ = [
     "MLP",
+    "BasicBlock",
     "ResNet18",
     "SmallCNN",
     "TransformerBlock",

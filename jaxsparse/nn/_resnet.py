@@ -4,10 +4,12 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-__all__ = ["ResNet18"]
+__all__ = ["BasicBlock", "ResNet18"]
 
 
-class _BasicBlock(nnx.Module):
+class BasicBlock(nnx.Module):
+    """Basic residual block: two 3x3 conv + BatchNorm, a 1x1 conv + BatchNorm shortcut when the shape changes."""
+
     def __init__(self, c_in: int, c_out: int, stride: int, *, rngs: nnx.Rngs):
         self.conv1 = nnx.Conv(c_in, c_out, (3, 3), strides=(stride, stride), use_bias=False, rngs=rngs)
         self.bn1 = nnx.BatchNorm(c_out, rngs=rngs)
@@ -19,11 +21,15 @@ class _BasicBlock(nnx.Module):
         else:
             self.shortcut = None
 
-    def __call__(self, x):
-        y = jax.nn.relu(self.bn1(self.conv1(x)))
-        y = self.bn2(self.conv2(y))
+    def features(self, x):
+        """(block output, the inner activation after conv1/bn1/relu) - the inner one for activation matching."""
+        inner = jax.nn.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(inner))
         skip = x if self.shortcut is None else self.shortcut_bn(self.shortcut(x))
-        return jax.nn.relu(y + skip)
+        return jax.nn.relu(y + skip), inner
+
+    def __call__(self, x):
+        return self.features(x)[0]
 
 
 class ResNet18(nnx.Module):
@@ -38,7 +44,7 @@ class ResNet18(nnx.Module):
         for stage, c_out in enumerate((width, 2 * width, 4 * width, 8 * width)):
             for i in range(2):
                 stride = 2 if stage > 0 and i == 0 else 1
-                blocks.append(_BasicBlock(c_in, c_out, stride, rngs=rngs))
+                blocks.append(BasicBlock(c_in, c_out, stride, rngs=rngs))
                 c_in = c_out
         self.blocks = nnx.List(blocks)
         self.head = nnx.Linear(c_in, num_classes, rngs=rngs)

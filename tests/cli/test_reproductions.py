@@ -16,6 +16,8 @@ TINY = {
              "calibration_size": 64, "recon_steps": 20, "recon_batch_size": 32, "update_every": 5, "finetune_steps": 5},
     "kd_bias": {"temperatures": (1.0, 4.0), "seeds": (0, 1), "steps": 30, "teacher_hidden": (32,),
                 "student_hidden": (8,)},
+    "rebasin": {"width": 1, "hidden": (32,), "sparsities": (0.5, 0.8), "seeds": (0, 1), "dense_steps": 40,
+                "imp_retrain_steps": 5, "imp_fraction": 0.5, "sparse_steps": 30, "batch_size": 64},
     "meta_gcn": {"datasets": ("breast_cancer_imbalanced",), "seeds": (0, 1), "epochs": 5, "hidden": 8},
     "icb": {"tasks": ("3v5",), "n_train": 60, "n_test": 40, "architectures": (("relu", 1, 1.5, 0.1, "ntk", 0.0),),
             "times": (1.0, 100.0), "random_label_fractions": (0.0, 1.0), "sample_sizes": (20,), "num_samples": 1},
