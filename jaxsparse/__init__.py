@@ -22,6 +22,7 @@ _SUBPACKAGES = (
     "graph",
     "permute",
     "lth",
+    "moe",
     "cli",
 )
 

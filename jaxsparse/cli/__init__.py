@@ -147,7 +147,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Run the registered small-scale paper reproductions on embedded data.",
     )
     rep.add_argument("names", nargs="*", help="reproductions to run (default: all; see `jaxsparse list`)")
-    rep.add_argument("--quick", action="store_true", help="small budgets: everything within 10 min on 2 CPU cores")
+    rep.add_argument("--quick", action="store_true", help="small budgets: everything within 15 min on 2 CPU cores")
     rep.add_argument("--out", default="out/reproduce", help="output directory (default: out/reproduce)")
     rep.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field (repeatable)"
@@ -155,6 +155,9 @@ def _parser() -> argparse.ArgumentParser:
     rep.set_defaults(func=_cmd_reproduce)
     lst = sub.add_parser("list", help="list the registered reproductions", description="List reproductions.")
     lst.set_defaults(func=_cmd_list)
+    from . import _moe  # light: jax and jaxsparse.moe are imported only when the command runs
+
+    _moe.add_parser(sub)
     return parser
 
 

@@ -57,6 +57,13 @@ REPRODUCTIONS: tuple[Reproduction, ...] = (
         quick_budget_s=50.0,
     ),
     Reproduction(
+        name="reap",
+        title="REAP: one-shot MoE expert pruning vs frequency / EAN / random and HC-SMoE / M-SMoE merging (code LM)",
+        runner="jaxsparse.cli._repro_reap:run",
+        config="configs.reap:get_config",
+        quick_budget_s=100.0,
+    ),
+    Reproduction(
         name="rebasin",
         title="Lottery-ticket masks across basins: LTH vs naive vs permuted (weight-matched) masks, wide digits MLP",
         runner="jaxsparse.cli._repro_rebasin:run",

@@ -16,6 +16,8 @@ TINY = {
              "calibration_size": 64, "recon_steps": 20, "recon_batch_size": 32, "update_every": 5, "finetune_steps": 5},
     "kd_bias": {"temperatures": (1.0, 4.0), "seeds": (0, 1), "steps": 30, "teacher_hidden": (32,),
                 "student_hidden": (8,)},
+    "reap": {"num_layers": 1, "num_experts": 4, "d_model": 16, "d_ff": 16, "num_heads": 2, "seq_len": 16,
+             "batch_size": 4, "train_steps": 6, "calib_batches": 1, "eval_windows": 6, "max_bytes": 200_000},
     "rebasin": {"width": 1, "hidden": (32,), "sparsities": (0.5, 0.8), "seeds": (0, 1), "dense_steps": 40,
                 "imp_retrain_steps": 5, "imp_fraction": 0.5, "sparse_steps": 30, "batch_size": 64},
     "meta_gcn": {"datasets": ("breast_cancer_imbalanced",), "seeds": (0, 1), "epochs": 5, "hidden": 8},
