@@ -57,6 +57,6 @@ def test_reproduction_runs_and_reports(repro, tmp_path):
         assert checks[k]["passed"], (k, checks[k])
 
 
-def test_quick_budgets_fit_ten_minutes():
+def test_quick_budgets_fit_fifteen_minutes():
     # `reproduce --quick` over everything must fit 15 minutes on 2 CPU cores.
     assert sum(r.quick_budget_s for r in REPRODUCTIONS) <= 900.0
