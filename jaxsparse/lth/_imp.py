@@ -93,15 +93,7 @@ def global_prune_step(params, mask_tree, keep: int, *, filter_fn=None):
     order = np.argsort(-flat, kind="stable")  # descending |w|; stable: ties to the lower flat index
     keep_flat = np.zeros(flat.size, bool)
     keep_flat[order[:keep]] = True
-    out, offset = [], 0
-    for leaf, ok in zip(leaves, flags, strict=True):
-        if not ok:
-            out.append(None)
-            continue
-        size = int(np.prod(np.shape(leaf)))
-        out.append(keep_flat[offset : offset + size].reshape(np.shape(leaf)))
-        offset += size
-    return jax.tree.unflatten(treedef, out)
+    return jax.tree.unflatten(treedef, masks_lib.split_flat_mask(keep_flat, leaves, flags))
 
 
 def iterative_magnitude_pruning(

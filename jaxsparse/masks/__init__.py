@@ -16,6 +16,7 @@ from ._builders import random_fan_in_mask as random_fan_in_mask
 from ._builders import random_grouped_fan_in_mask as random_grouped_fan_in_mask
 from ._builders import random_mask as random_mask
 from ._builders import random_masks as random_masks
+from ._builders import split_flat_mask as split_flat_mask
 from ._builders import topk_mask as topk_mask
 from ._distributions import default_leaf_filter as default_leaf_filter
 from ._distributions import erk_sparsities as erk_sparsities
@@ -58,6 +59,7 @@ __all__ = [
     "random_grouped_fan_in_mask",
     "random_mask",
     "random_masks",
+    "split_flat_mask",
     "top_n_mask",
     "topk_mask",
     "uniform_sparsities",

@@ -33,6 +33,7 @@ __all__ = [
     "random_grouped_fan_in_mask",
     "random_mask",
     "random_masks",
+    "split_flat_mask",
     "topk_mask",
 ]
 
@@ -235,15 +236,29 @@ def global_magnitude_masks(params, sparsity: float, *, filter_fn: LeafFilter | N
         raise ValueError("params has no eligible leaf for global_magnitude_masks (check filter_fn)")
     flat = jnp.concatenate([c.astype(jnp.float32) for c in chosen])
     keep = topk_mask(flat, num_active(flat.size, sparsity))
+    return jax.tree.unflatten(treedef, split_flat_mask(keep, leaves, flags))
+
+
+def split_flat_mask(flat, leaves, selected) -> list:
+    """Cuts a mask over the concatenated, flattened selected leaves back into one mask per leaf.
+
+    The inverse of `concatenate([leaf.reshape(-1) for selected leaves])`, the layout of every global selection
+    (global magnitude, IMP, FiPS factor masks). Returns a list aligned with `leaves`: `flat`'s consecutive slices
+    reshaped to the selected leaves' shapes, None for the others (feed it to `jax.tree.unflatten`).
+    """
+    leaves, selected = list(leaves), [bool(s) for s in selected]
+    if len(selected) != len(leaves):
+        raise ValueError(f"selected must have one flag per leaf ({len(leaves)}), got {len(selected)}")
+    sizes = [int(np.prod(np.shape(leaf))) if ok else 0 for leaf, ok in zip(leaves, selected, strict=True)]
+    if np.ndim(flat) != 1 or np.shape(flat)[0] != sum(sizes):
+        raise ValueError(
+            f"flat must be 1-D with one entry per selected element ({sum(sizes)}), got shape {np.shape(flat)}"
+        )
     out, offset = [], 0
-    for leaf, ok in zip(leaves, flags, strict=True):
-        if not ok:
-            out.append(None)
-            continue
-        size = int(np.prod(np.shape(leaf)))
-        out.append(keep[offset : offset + size].reshape(np.shape(leaf)))
+    for leaf, ok, size in zip(leaves, selected, sizes, strict=True):
+        out.append(flat[offset : offset + size].reshape(np.shape(leaf)) if ok else None)
         offset += size
-    return jax.tree.unflatten(treedef, out)
+    return out
 
 
 def nm_masks(params, n: int, m: int, *, axis: int = -2, filter_fn: LeafFilter | None = None):

@@ -6,9 +6,8 @@ factor of the model, so the per-layer sparsity adapts along depth.
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from jaxsparse.masks import check_sparsity, nm_mask, num_active, top_n_mask
+from jaxsparse.masks import check_sparsity, nm_mask, num_active, split_flat_mask, top_n_mask
 
 __all__ = ["global_magnitude_masks", "nm_factor_masks"]
 
@@ -45,15 +44,7 @@ def global_magnitude_masks(factors, sparsity: float):
     arrays = [jnp.asarray(leaf) for leaf in leaves if leaf is not None]
     flat = jnp.concatenate([jnp.abs(a).reshape(-1).astype(jnp.float32) for a in arrays])
     keep = top_n_mask(flat, num_active(int(flat.size), sparsity))
-    out, offset = [], 0
-    for leaf in leaves:
-        if leaf is None:
-            out.append(None)
-            continue
-        size = int(np.prod(np.shape(leaf)))
-        out.append(keep[offset : offset + size].reshape(np.shape(leaf)))
-        offset += size
-    return jax.tree.unflatten(treedef, out)
+    return jax.tree.unflatten(treedef, split_flat_mask(keep, leaves, [leaf is not None for leaf in leaves]))
 
 
 def nm_factor_masks(factors, n: int, m: int):

@@ -376,3 +376,20 @@ def test_array_builders_jit_match_eager(key):
     np.testing.assert_array_equal(np.asarray(cases[2][0](jnp.abs(w), 2, 4)), nm_reference(np.abs(w), 2, 4, -2))
     np.testing.assert_array_equal(np.asarray(cases[3][0](jnp.abs(w), 3)), fan_in_reference(np.abs(w), 3))
     assert int(np.asarray(cases[0][0](key, (12, 8), 0.9)).sum()) == floor_keep(96, 0.9)
+
+
+def test_split_flat_mask_inverts_the_concatenation_and_checks_sizes():
+    from jaxsparse.masks import split_flat_mask
+
+    rng = np.random.default_rng(0)
+    leaves = [rng.random((3, 4)) > 0.5, np.zeros(5), rng.random((2, 2, 2)) > 0.5]
+    selected = [True, False, True]
+    flat = np.concatenate([leaves[0].reshape(-1), leaves[2].reshape(-1)])
+    out = split_flat_mask(flat, leaves, selected)
+    assert out[1] is None
+    np.testing.assert_array_equal(out[0], leaves[0])
+    np.testing.assert_array_equal(out[2], leaves[2])
+    with pytest.raises(ValueError, match="flat must be 1-D"):
+        split_flat_mask(flat[:-1], leaves, selected)
+    with pytest.raises(ValueError, match="selected must have one flag per leaf"):
+        split_flat_mask(flat, leaves, selected[:2])
