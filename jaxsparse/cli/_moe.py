@@ -26,6 +26,8 @@ import numpy as np
 __all__ = ["add_parser", "run"]
 
 _MERGES = ("hc_smoe", "m_smoe")
+# jaxsparse.moe.PRUNE_METHODS without its alias "weighted_frequency_sum", spelled out here so that parsing and
+# --help never import JAX; tests/moe/test_cli_moe.py keeps the two lists equal.
 _PRUNES = (
     "reap",
     "frequency",

@@ -188,3 +188,10 @@ def test_bad_input_exits_2_with_one_line(mixtral, tmp_path, capsys):
     (broken / "config.json").write_text(json.dumps({**cfg, "num_local_experts": 8}))
     fails(_args(broken, calib, tmp_path / "o"), "but config says num_local_experts=8")
     assert not (tmp_path / "o").exists()
+
+
+def test_cli_methods_are_the_library_criteria():
+    from jaxsparse.cli import _moe
+    from jaxsparse.moe import PRUNE_METHODS
+
+    assert set(_moe._PRUNES) == set(PRUNE_METHODS) - {"weighted_frequency_sum"}  # the alias of soft_frequency
