@@ -39,9 +39,9 @@ def _write_json(path: str, payload: dict) -> None:
 
 def main(argv=None) -> int:
     args = _parse(sys.argv[1:] if argv is None else argv)
-    from jaxsparse.cli._xla_env import prefer_memory_optimized_cpu_scheduler
+    from jaxsparse.cli._cpu_runtime import apply_cpu_runtime_settings
 
-    prefer_memory_optimized_cpu_scheduler()  # as the jaxsparse CLI does; before JAX starts
+    apply_cpu_runtime_settings()  # as the jaxsparse CLI does; before JAX starts
     from ._timing import environment  # imports jax: after argparse so --help stays fast
 
     env = environment()

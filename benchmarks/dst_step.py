@@ -11,10 +11,14 @@ Two measurements, each side by side with alternating variants and medians over r
   2. single step: one mask-update step vs one ordinary step (same program, the count is forced before
      each call; blocked every call).
 
+The steady-state table also prints page faults per step (one extra block per variant): a step whose XLA
+arena goes back to the kernel between executions faults it in again (see jaxsparse/cli/_cpu_runtime.py).
+
 Run: `python -m benchmarks --only dst_step` (`--quick` for fewer repeats, `--tiny` for a toy MLP).
 """
 
 import functools
+import resource
 
 import jax
 import jax.numpy as jnp
@@ -125,7 +129,7 @@ def _label(name: str) -> str:
 def run(*, quick: bool = False, tiny: bool = False) -> dict:
     size = TINY if tiny else QUICK if quick else FULL
     block_steps = UPDATE_EVERY  # one mask update per block
-    repeats = 2 if tiny or quick else 7
+    repeats = 2 if tiny or quick else 9
     step_repeats = 3 if tiny or quick else 9
     methods = ("dense", BASELINE, *METHODS)
     # Full runs also time each DST updater with its mask updates pushed past the run (same program, the
@@ -154,9 +158,16 @@ def run(*, quick: bool = False, tiny: bool = False) -> dict:
     for m in METHODS:  # every timed block went through exactly one mask update
         updates = sum(1 for c in range(start_counts[m], trainers[m].count()) if c > 0 and c % UPDATE_EVERY == 0)
         assert updates == repeats, (m, updates, repeats)
+    # Page faults per step over one more block of each variant, in the same rotation: a step whose XLA
+    # arena is handed back to the kernel between executions faults it in again (see jaxsparse/cli/_cpu_runtime).
+    faults = {}
+    for name, t in trainers.items():
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        jax.block_until_ready(t.block(block_steps))
+        faults[name] = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / block_steps
     base = blocks[BASELINE]["median_s"]
     print(f" steady state, {block_steps}-step blocks, 1 mask update in each ({repeats} alternating repeats, medians):")
-    print(f"  {'variant':<30} {'ms/step':>9}  {'vs static':>9}")
+    print(f"  {'variant':<30} {'ms/step':>9}  {'vs static':>9}  {'faults/step':>11}")
     steady = {}
     for name in trainers:
         per_step = blocks[name]["median_s"] / block_steps
@@ -164,8 +175,13 @@ def run(*, quick: bool = False, tiny: bool = False) -> dict:
         flag = ""
         if name in METHODS:
             flag = "   ok (target <= 1.15x)" if ratio <= TARGET_RATIO else f"   ABOVE target {TARGET_RATIO}x"
-        print(f"  {_label(name):<30} {per_step * 1e3:9.3f}  {ratio:8.3f}x{flag}")
-        steady[name] = {"block_median_s": blocks[name]["median_s"], "step_median_s": per_step, "ratio_vs_static": ratio}
+        print(f"  {_label(name):<30} {per_step * 1e3:9.3f}  {ratio:8.3f}x  {faults[name]:11.0f}{flag}")
+        steady[name] = {
+            "block_median_s": blocks[name]["median_s"],
+            "step_median_s": per_step,
+            "ratio_vs_static": ratio,
+            "page_faults_per_step": faults[name],
+        }
 
     # 2. One mask-update step vs one ordinary step (the count is forced before each call).
     mask_count, plain_count = 10 * UPDATE_EVERY, 10 * UPDATE_EVERY + 1

@@ -306,31 +306,18 @@ def _sparse_updater(
             is_leaf=_is_none,
         )
 
-    def _new_masks(grads, state, params, plans):
-        """New masks and the `keep` maps (active before and after, not regrown); bool arrays only."""
-        drop = cosine_drop_fraction(state.count, alpha=alpha, end_step=end)
-        step_key = jax.random.fold_in(state.key, state.count)
-        leaves_p, treedef = jax.tree.flatten(params)
-        leaves_g = treedef.flatten_up_to(grads)
-        leaves_m = jax.tree.leaves(state.masks, is_leaf=_is_none)
-        new_masks, keeps = [], []
-        for i, (p, g, m, plan) in enumerate(zip(leaves_p, leaves_g, leaves_m, plans, strict=True)):
-            if m is None:
-                new_masks.append(None)
-                keeps.append(None)
-                continue
-            if method == "set":
-                scores = jax.random.uniform(jax.random.fold_in(step_key, i), m.shape)
-                new, grown = unstructured_mask_update(p, scores, m, drop)
-            elif method == "rigl":
-                new, grown = unstructured_mask_update(p, jnp.abs(g), m, drop)
-            else:
-                new, grown = srigl_mask_update(
-                    p, g, m, drop, nnz_target=plan.nnz_target, k0=plan.k0, gamma_sal=gamma, group_size=plan.group_size
-                )
-            new_masks.append(new)
-            keeps.append(new & ~grown)
-        return jax.tree.unflatten(treedef, new_masks), jax.tree.unflatten(treedef, keeps)
+    def _leaf_new_mask(i, p, g, m, plan, drop, step_key):
+        """One leaf's new mask and `keep` map (active before and after, not regrown); bool arrays only."""
+        if method == "set":
+            scores = jax.random.uniform(jax.random.fold_in(step_key, i), m.shape)
+            new, grown = unstructured_mask_update(p, scores, m, drop)
+        elif method == "rigl":
+            new, grown = unstructured_mask_update(p, jnp.abs(g), m, drop)
+        else:
+            new, grown = srigl_mask_update(
+                p, g, m, drop, nnz_target=plan.nnz_target, k0=plan.k0, gamma_sal=gamma, group_size=plan.group_size
+            )
+        return new, new & ~grown
 
     def update_fn(grads, state, params=None, **extra):
         if params is None:
@@ -350,9 +337,28 @@ def _sparse_updater(
         # ordinary steps it is the mask itself): dropped and regrown weights get zero moments and gradients,
         # so they stay exactly 0 through this step's update, and regrown ones start training on the next.
         do = is_mask_update_step(state.count, update_every=update_every, end_step=end)
-        masks, keep = jax.lax.cond(
-            do, lambda: _new_masks(grads, state, params, plans), lambda: (state.masks, state.masks)
-        )
+        drop = cosine_drop_fraction(state.count, alpha=alpha, end_step=end)
+        step_key = jax.random.fold_in(state.key, state.count)
+        leaves_p, treedef = jax.tree.flatten(params)
+        leaves_g = treedef.flatten_up_to(grads)
+        leaves_m = jax.tree.leaves(state.masks, is_leaf=_is_none)
+        new_masks, keeps = [], []
+        # One cond per leaf, depending on that leaf's arrays only: a single cond over the whole tree would
+        # wait for every gradient, so no leaf's optimizer update could overlap the rest of the backward pass
+        # (ordinary steps 1.12-1.14x a static-sparse step on 2 CPU cores).
+        for i, (p, g, m, plan) in enumerate(zip(leaves_p, leaves_g, leaves_m, plans, strict=True)):
+            if m is None:
+                new_masks.append(None)
+                keeps.append(None)
+                continue
+            new, kept = jax.lax.cond(
+                do,
+                lambda i=i, p=p, g=g, m=m, plan=plan: _leaf_new_mask(i, p, g, m, plan, drop, step_key),
+                lambda m=m: (m, m),
+            )
+            new_masks.append(new)
+            keeps.append(kept)
+        masks, keep = jax.tree.unflatten(treedef, new_masks), jax.tree.unflatten(treedef, keeps)
         inner_state = map_param_copies(state.inner_state, params, lambda copy: _masked(copy, keep))
         updates, inner_state = inner.update(_masked(grads, keep), inner_state, params, **extra)
         return _project(updates, keep, params), SparseState(

@@ -63,3 +63,41 @@ def test_per_row_selection_with_per_row_counts_on_any_axis():
 def test_bad_axis_raises():
     with pytest.raises(ValueError, match="axis"):
         top_n_mask(jnp.ones((2, 3)), 1, axis=2)
+
+
+def _stable_reference(scores, n, valid):
+    """numpy stable argsort version of `_reference` for large arrays."""
+    flat, ok = scores.reshape(-1), valid.reshape(-1)
+    order = np.argsort(-flat, kind="stable")
+    order = order[ok[order]]
+    out = np.zeros(flat.size, bool)
+    out[order[: max(n, 0)]] = True
+    return out.reshape(scores.shape)
+
+
+@pytest.mark.parametrize("shape", [(32767, 2), (32768, 2), (70000,), (3, 2, 181, 7)])
+def test_narrow_and_wide_count_accumulators_and_multi_dim_views(shape):
+    # Counts accumulate along the leading axis of a 2-D view in int16 up to 32767 rows and int32 above:
+    # both sides of that switch, a 1-D array and a 4-D one, with ties that must be split by index.
+    rng = np.random.default_rng(sum(shape))
+    scores = rng.integers(0, 50, shape).astype(np.float32)
+    valid = rng.random(shape) < 0.9
+    select = jax.jit(lambda s, n, v: top_n_mask(s, n, valid=v))
+    for n in (0, 1, scores.size // 3, int(valid.sum()), scores.size):
+        got = np.asarray(select(jnp.asarray(scores), n, jnp.asarray(valid)))
+        np.testing.assert_array_equal(got, _stable_reference(scores, n, valid), err_msg=f"n={n}")
+
+
+def test_per_axis_ties_split_only_where_needed():
+    # Some columns have all their ties fit and others must cut them: the tie ranking runs for the whole call
+    # and must leave the columns that needed no cut unchanged.
+    scores = np.array([[1, 5, 2], [1, 5, 2], [1, 5, 2], [0, 4, 2]], np.float32)
+    n = np.array([2, 3, 4])
+    got = np.asarray(jax.jit(lambda s, n: top_n_mask(s, n, axis=0))(jnp.asarray(scores), jnp.asarray(n)))
+    for c in range(3):
+        np.testing.assert_array_equal(got[:, c], _reference(scores[:, c], n[c], np.ones(4, bool)))
+
+
+def test_whole_array_selection_needs_a_scalar_n():
+    with pytest.raises(ValueError, match="n must be a scalar"):
+        top_n_mask(jnp.ones((2, 3)), jnp.array([1, 2]))
