@@ -41,7 +41,7 @@ def main(argv=None) -> int:
     args = _parse(sys.argv[1:] if argv is None else argv)
     from jaxsparse.cli._cpu_runtime import apply_cpu_runtime_settings
 
-    apply_cpu_runtime_settings()  # as the jaxsparse CLI does; before JAX starts
+    apply_cpu_runtime_settings()  # before JAX starts: the CLI's XLA flag, plus malloc settings (see _cpu_runtime)
     from ._timing import environment  # imports jax: after argparse so --help stays fast
 
     env = environment()

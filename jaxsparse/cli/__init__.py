@@ -13,7 +13,7 @@ import sys
 import time
 import traceback
 
-from ._cpu_runtime import apply_cpu_runtime_settings
+from ._cpu_runtime import prefer_memory_optimized_cpu_scheduler
 from ._registry import REPRODUCTIONS, Reproduction, find
 from ._report import write_report
 
@@ -163,7 +163,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `jaxsparse` console script; returns the exit status."""
-    apply_cpu_runtime_settings()  # before anything imports JAX's backends (see _cpu_runtime)
+    prefer_memory_optimized_cpu_scheduler()  # before anything imports JAX's backends (see _cpu_runtime)
     parser = _parser()
     try:
         args = parser.parse_args(argv)

@@ -1,21 +1,20 @@
-"""CPU runtime settings the command-line entry points apply before JAX starts (never the library itself).
+"""CPU runtime settings applied before JAX starts by the entry points (never by the library itself).
 
 A dynamic-sparse-training step carries its mask update under `lax.cond`, so its XLA temporary arena holds
-the update's scratch too (23-30 MB for a 784-1024-1024 MLP, against 6 MB for a static-sparse step), and
-XLA's CPU runtime allocates that arena afresh on every execution. Two settings keep ordinary steps as cheap
-as static-sparse ones:
+the update's scratch too (20-28 MB for a 784-1024-1024 MLP, against 6 MB for a static-sparse step), and
+XLA's CPU runtime allocates that arena afresh on every execution.
 
-* XLA's default concurrency-optimised scheduler lets independent computations overlap and takes the arena
-  to 32-42 MB, past glibc's 32 MiB mmap ceiling, so it would be mmap'd and page-faulted on every step; the
-  memory-optimised scheduler keeps it below.
-* Below that ceiling glibc serves the arena from a per-thread heap that it grows with mprotect and hands
-  back on free, so when several programs take turns (a benchmark, a notebook comparing updaters) the next
-  step faults the arena back in: 1100-3100 page faults per SRigL step, 1.1-1.5x a static step. One malloc
-  arena, a fixed 32 MiB mmap threshold and a 256 MiB trim threshold keep the freed arena in the main heap
-  for reuse (0-54 faults per step; mprotect calls in a 300-step run 64K -> 1K).
+* The `jaxsparse` CLI and `python -m benchmarks` set XLA's memory-optimised CPU scheduler: the default
+  concurrency-optimised one takes the arena to 32-42 MB, past glibc's 32 MiB mmap ceiling, so it would be
+  mmap'd and page-faulted on every step (1.4-1.6x a static step).
+* `python -m benchmarks` also sets one malloc arena with a fixed 32 MiB mmap and a 256 MiB trim threshold.
+  A benchmark runs several step programs in turn, and glibc then hands each program's freed arena back
+  from its per-thread heaps, so the next step faults it in again (1100-3100 page faults per SRigL step,
+  1.1-1.5x a static step; 0 after). One training loop running one program does not suffer this (0-15
+  faults per step measured), while one arena slows small-step workloads whose threads allocate concurrently
+  (the digits reproductions: 15-30%), so the CLI leaves malloc alone.
 
-Library users set both themselves (`XLA_FLAGS`, `MALLOC_ARENA_MAX`, `MALLOC_MMAP_THRESHOLD_`,
-`MALLOC_TRIM_THRESHOLD_`; README). `JAXSPARSE_KEEP_XLA_FLAGS=1` turns both off.
+Library users set the XLA flag themselves (README). `JAXSPARSE_KEEP_XLA_FLAGS=1` turns both off.
 """
 
 import ctypes

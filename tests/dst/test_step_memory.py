@@ -1,5 +1,5 @@
-"""A DST training step's XLA temporary arena stays under glibc's 32 MiB mmap threshold and, with the CLI's
-malloc thresholds, is reused without page faults from step to step (jaxsparse/cli/_cpu_runtime.py).
+"""A DST training step's XLA temporary arena stays under glibc's 32 MiB mmap threshold and, with the malloc
+settings of `python -m benchmarks`, is reused without page faults from step to step (jaxsparse/cli/_cpu_runtime.py).
 
 Past the mmap threshold glibc maps the arena afresh on every step, and below it the default trim threshold
 still hands the freed arena back to the kernel: either way the page faults make every step, mask update or
