@@ -306,8 +306,11 @@ def _sparse_updater(
             is_leaf=_is_none,
         )
 
-    def _leaf_new_mask(i, p, g, m, plan, drop, step_key):
+    def _leaf_new_mask(i, p, g, m, plan, count, key):
         """One leaf's new mask and `keep` map (active before and after, not regrown); bool arrays only."""
+        # Schedule and key are computed here, inside the update branch, not on every ordinary step.
+        drop = cosine_drop_fraction(count, alpha=alpha, end_step=end)
+        step_key = jax.random.fold_in(key, count)
         if method == "set":
             scores = jax.random.uniform(jax.random.fold_in(step_key, i), m.shape)
             new, grown = unstructured_mask_update(p, scores, m, drop)
@@ -337,8 +340,6 @@ def _sparse_updater(
         # ordinary steps it is the mask itself): dropped and regrown weights get zero moments and gradients,
         # so they stay exactly 0 through this step's update, and regrown ones start training on the next.
         do = is_mask_update_step(state.count, update_every=update_every, end_step=end)
-        drop = cosine_drop_fraction(state.count, alpha=alpha, end_step=end)
-        step_key = jax.random.fold_in(state.key, state.count)
         leaves_p, treedef = jax.tree.flatten(params)
         leaves_g = treedef.flatten_up_to(grads)
         leaves_m = jax.tree.leaves(state.masks, is_leaf=_is_none)
@@ -353,7 +354,7 @@ def _sparse_updater(
                 continue
             new, kept = jax.lax.cond(
                 do,
-                lambda i=i, p=p, g=g, m=m, plan=plan: _leaf_new_mask(i, p, g, m, plan, drop, step_key),
+                lambda i=i, p=p, g=g, m=m, plan=plan: _leaf_new_mask(i, p, g, m, plan, state.count, state.key),
                 lambda m=m: (m, m),
             )
             new_masks.append(new)
