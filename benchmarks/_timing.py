@@ -42,7 +42,7 @@ def interleaved_medians(
     inner: dict[str, int] | int | None = None,
     warmup: int = 2,
 ) -> dict[str, dict]:
-    """Times every variant side by side; returns {name: {"median_s", "min_s", "samples", "inner"}}.
+    """Times every variant side by side; returns {name: {"median_s", "min_s", "iqr_s", "samples", "inner"}}.
 
     Args:
       variants: name -> zero-argument callable returning arrays.
@@ -68,11 +68,20 @@ def interleaved_medians(
         name: {
             "median_s": statistics.median(samples[name]),
             "min_s": min(samples[name]),
+            "iqr_s": _iqr(samples[name]),
             "samples": len(samples[name]),
             "inner": inner[name],
         }
         for name in names
     }
+
+
+def _iqr(values: list[float]) -> float:
+    """Interquartile range (0 for fewer than two samples): the spread a policy check on medians must allow."""
+    if len(values) < 2:
+        return 0.0
+    q1, _, q3 = statistics.quantiles(values, n=4)
+    return q3 - q1
 
 
 def ratio_line(name: str, seconds: float, baseline_s: float, *, width: int = 34, kind: str = "x slower") -> str:

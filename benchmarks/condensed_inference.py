@@ -1,14 +1,16 @@
-"""Condensed vs dense inference for SRigL's layer: 3072 -> 768, fp32, 90% sparse (constant fan-in k = 307).
+"""Condensed vs dense inference on CPU, and what `auto` picks: SRigL's layer (3072 -> 768) and two more shapes.
 
-Timed side by side (all jitted, medians over alternating repeats), per batch size:
-  * dense `x @ W` with the masked dense kernel (the baseline every ratio refers to),
-  * `condensed_matmul` (the library's feature-major gather),
-  * `CondensedLinear` with implementation="xla", "dense" (re-scatters the kernel on every call) and
-    "auto" (picks by `pallas_kernels.condensed_matmul.CPU_GATHER_MAX_BATCH` on CPU),
-  * alternative pure-JAX condensed formulations (batch-major gather, multiply-and-sum, segment sum),
-    to see which forward is fastest on this machine.
+Per layer (fp32, random constant fan-in) and batch size, timed side by side (all jitted, medians over
+alternating repeats):
+  * dense `x @ W` with the masked dense kernel stored (the baseline every ratio refers to),
+  * `condensed_matmul` "xla" (the feature-major gather) and "dense" (scatter the kernel, then one GEMM: what a
+    condensed layer without a cached kernel pays for the dense path),
+  * `CondensedLinear` "auto", without and with a cached dense kernel (`cache_dense_kernel=True`), whose picks
+    come from `pallas_kernels.condensed_matmul.CpuCostModel`,
+  * at batch 1 of the first layer, alternative pure-JAX condensed formulations (batch-major gather,
+    multiply-and-sum, segment sum), to see which forward is fastest on this machine.
 
-Run: `python -m benchmarks --only condensed_inference` (`--quick`, `--tiny` for a small layer).
+Run: `python -m benchmarks --only condensed_inference` (`--quick`: SRigL's layer only, `--tiny`: a small layer).
 """
 
 import functools
@@ -20,15 +22,30 @@ from flax import nnx
 
 from jaxsparse.condensed import CondensedLinear, condensed_matmul
 from jaxsparse.masks import fan_in_for_sparsity
-from pallas_kernels.condensed_matmul import CPU_GATHER_MAX_BATCH
+from pallas_kernels.condensed_matmul import auto_implementation
 
 from ._timing import interleaved_medians, ratio_line
 
 NAME = "condensed_inference"
 
-# (in, out, sparsity): SRigL's ViT-B/16 MLP down-projection size class (3072 -> 768).
-FULL = {"in_features": 3072, "out_features": 768, "sparsity": 0.9}
-TINY = {"in_features": 256, "out_features": 64, "sparsity": 0.9}
+# (in, out, sparsity): SRigL's ViT-B/16 MLP down-projection size class (3072 -> 768) first, then a layer that
+# fits the last-level cache and one that does not, each at 90% and 99%.
+FULL = (
+    (3072, 768, 0.9),
+    (3072, 768, 0.99),
+    (1024, 1024, 0.9),
+    (1024, 1024, 0.99),
+    (4096, 4096, 0.9),
+    (4096, 4096, 0.99),
+)
+QUICK = ((3072, 768, 0.9),)
+TINY = ((256, 64, 0.9),)
+
+BASELINE = "dense x @ W (baseline)"
+GATHER = "condensed_matmul xla (gather)"
+SCATTER = "condensed_matmul dense (scatter+GEMM)"
+AUTO = "CondensedLinear auto"
+AUTO_CACHED = "CondensedLinear auto, cached kernel"
 
 
 # --- alternative condensed forwards (x2d [B, in], values/indices [n_out, k]) -------------------------------
@@ -83,79 +100,99 @@ def _layer(in_features: int, out_features: int, sparsity: float, seed: int = 0):
     return jnp.asarray(kernel), jnp.asarray(values), jnp.asarray(indices, jnp.int32), k
 
 
-def _layer_fn(values, indices, in_features: int, out_features: int, implementation: str):
-    """Jitted CondensedLinear forward (module rebuilt from its state inside jit, as nnx.jit does)."""
-    layer = CondensedLinear(values, indices, in_features=in_features, implementation=implementation)
+def _layer_fn(values, indices, in_features: int, dense_kernel=None):
+    """Jitted CondensedLinear "auto" forward (module rebuilt from its state inside jit, as nnx.jit does).
+
+    With `dense_kernel` the layer caches that very buffer (equal to the kernel it would build): on this VM two
+    buffers holding the same matrix time up to ~20% apart in the same GEMM (where they land in the L3), so the
+    cached layer and the dense baseline share one and differ only by what the layer itself costs.
+    """
+    layer = CondensedLinear(values, indices, in_features=in_features, cache_dense_kernel=dense_kernel is not None)
+    if dense_kernel is not None:
+        np.testing.assert_array_equal(np.asarray(layer.dense_kernel[...]), np.asarray(dense_kernel))
+        layer.dense_kernel[...] = dense_kernel
     graphdef, state = nnx.split(layer)
     fn = jax.jit(lambda state, x: nnx.merge(graphdef, state)(x))
     return functools.partial(fn, state)
 
 
-def run(*, quick: bool = False, tiny: bool = False) -> dict:
-    size = TINY if tiny else FULL
-    n_in, n_out = size["in_features"], size["out_features"]
-    kernel, values, indices, k = _layer(n_in, n_out, size["sparsity"])
-    batches = (1, 4) if tiny else (1, 16, 256) if quick else (1, 2, 4, 8, 16, 64, 256)
-    repeats = 5 if tiny else 9 if quick else 25
-    target_s = 0.004 if tiny else 0.03 if quick else 0.06
-    auto_max = CPU_GATHER_MAX_BATCH
-
+def _time_layer(n_in, n_out, sparsity, batches, *, repeats, target_s, with_alternatives):
+    kernel, values, indices, k = _layer(n_in, n_out, sparsity)
     dense_mm = jax.jit(lambda x, w: x @ w)
     gather_mm = jax.jit(functools.partial(condensed_matmul, implementation="xla"))
-    layer_gather = _layer_fn(values, indices, n_in, n_out, "xla")
-    layer_dense = _layer_fn(values, indices, n_in, n_out, "dense")
-    layer_auto = _layer_fn(values, indices, n_in, n_out, "auto")
-    alts = {name: jax.jit(fn) for name, fn in ALTERNATIVES.items()}
-
-    print(
-        f"[{NAME}] {n_in} -> {n_out} fp32, sparsity {size['sparsity']:.0%}, constant fan-in k = {k}; "
-        f"CPU_GATHER_MAX_BATCH = {auto_max}; {repeats} alternating repeats, medians"
-    )
-    results = {"sizes": {**size, "k": k, "batches": list(batches), "repeats": repeats}, "batches": {}}
-    results["auto_gather_max_batch"] = auto_max
+    scatter_mm = jax.jit(functools.partial(condensed_matmul, implementation="dense"))
+    layer_auto = _layer_fn(values, indices, n_in)
+    layer_cached = _layer_fn(values, indices, n_in, dense_kernel=kernel)
+    alts = {name: jax.jit(fn) for name, fn in ALTERNATIVES.items()} if with_alternatives else {}
+    print(f"[{NAME}] {n_in} -> {n_out} fp32, sparsity {sparsity:.0%}, constant fan-in k = {k}")
+    row = {"in_features": n_in, "out_features": n_out, "sparsity": sparsity, "k": k, "batches": {}, "auto_picks": {}}
     for batch in batches:
         x = jax.random.normal(jax.random.key(batch), (batch, n_in), jnp.float32)
         ref = np.asarray(dense_mm(x, kernel))
         variants = {
-            "dense x @ W (baseline)": lambda x=x: dense_mm(x, kernel),
-            "condensed_matmul (gather)": lambda x=x: gather_mm(x, values, indices),
-            "CondensedLinear gather": lambda x=x: layer_gather(x),
-            "CondensedLinear dense (scatter+GEMM)": lambda x=x: layer_dense(x),
-            f"CondensedLinear auto (-> {'gather' if batch <= auto_max else 'dense'})": lambda x=x: layer_auto(x),
+            BASELINE: lambda x=x: dense_mm(x, kernel),
+            GATHER: lambda x=x: gather_mm(x, values, indices),
+            SCATTER: lambda x=x: scatter_mm(x, values, indices),
+            AUTO: lambda x=x: layer_auto(x),
+            AUTO_CACHED: lambda x=x: layer_cached(x),
         }
-        if batch == 1 or not quick:
+        if batch == 1:
             variants.update({name: (lambda x=x, fn=fn: fn(x, values, indices)) for name, fn in alts.items()})
         for name, fn in variants.items():  # every variant computes the same product
             err = float(np.max(np.abs(np.asarray(fn()) - ref)))
             if err > 1e-3:
                 raise AssertionError(f"{name} disagrees with x @ W at batch {batch}: max |diff| {err:.2e}")
-        # The gather at large batch takes ~0.5 s a call on a 2-core CPU: fewer repeats there.
-        batch_repeats = repeats if batch < 64 else max(3, repeats // 3)
+        picks = {
+            "uncached": auto_implementation(batch, n_in, n_out, k, jnp.float32, indices.dtype, platform="cpu"),
+            "cached": auto_implementation(
+                batch, n_in, n_out, k, jnp.float32, indices.dtype, platform="cpu", dense_kernel_cached=True
+            ),
+        }
+        # The gather at large batch takes up to ~0.3 s a call on a 2-core CPU: fewer repeats there.
+        batch_repeats = repeats if batch * n_out * k < 2e7 else max(3, repeats // 3)
         timed = interleaved_medians(variants, repeats=batch_repeats, target_s=target_s)
-        base = timed["dense x @ W (baseline)"]["median_s"]
-        print(f" batch {batch}:")
-        row = {}
+        base = timed[BASELINE]["median_s"]
+        print(f" batch {batch} (auto -> {picks['uncached']}, with a cached kernel -> {picks['cached']}):")
+        out = {}
         for name, t in timed.items():
             print(ratio_line(name, t["median_s"], base, width=40, kind="x dense time"))
-            row[name] = {**t, "speedup_vs_dense": base / t["median_s"]}
-        fastest = min(timed, key=lambda n: timed[n]["median_s"])
-        print(f"   fastest: {fastest}")
-        results["batches"][str(batch)] = row
-    results["recommended_auto_gather_max_batch"] = _crossover(results["batches"])
+            out[name] = {**t, "speedup_vs_dense": base / t["median_s"]}
+        row["batches"][str(batch)] = out
+        row["auto_picks"][str(batch)] = picks
+    return row
+
+
+def run(*, quick: bool = False, tiny: bool = False) -> dict:
+    layers = TINY if tiny else QUICK if quick else FULL
+    batches = (1, 4) if tiny else (1, 16, 64) if quick else (1, 4, 16, 64)
+    repeats = 5 if tiny else 7 if quick else 11
+    target_s = 0.004 if tiny else 0.03 if quick else 0.05
+    results = {"batches": list(batches), "repeats": repeats, "layers": []}
+    for n, (n_in, n_out, sparsity) in enumerate(layers):
+        results["layers"].append(
+            _time_layer(n_in, n_out, sparsity, batches, repeats=repeats, target_s=target_s, with_alternatives=n == 0)
+        )
+    results["auto_vs_dense"] = _auto_summary(results["layers"])
+    summary = results["auto_vs_dense"]
     print(
-        f" gather beats CondensedLinear 'dense' up to batch {results['recommended_auto_gather_max_batch']} "
-        f"(of those measured) -> suggested CPU_GATHER_MAX_BATCH; current {auto_max}"
+        f" auto / stored dense: without a cache worst {summary['uncached_worst']:.2f}x (its own dense path: worst "
+        f"{summary['uncached_vs_scatter_worst']:.2f}x), with a cached kernel worst {summary['cached_worst']:.2f}x, "
+        f"best {summary['cached_best']:.2f}x"
     )
     return results
 
 
-def _crossover(rows: dict) -> int:
-    """Largest measured batch up to which the gather beats the layer's dense path at every batch."""
-    best = 0
-    for batch in sorted(rows, key=int):
-        row = rows[batch]
-        if row["CondensedLinear gather"]["median_s"] < row["CondensedLinear dense (scatter+GEMM)"]["median_s"]:
-            best = int(batch)
-        else:
-            break
-    return best
+def _auto_summary(layers: list) -> dict:
+    """Time ratios of the two `auto` layers to the stored dense GEMM (and, uncached, to its own dense path)."""
+    uncached, uncached_vs_scatter, cached = [], [], []
+    for layer in layers:
+        for row in layer["batches"].values():
+            uncached.append(row[AUTO]["median_s"] / row[BASELINE]["median_s"])
+            uncached_vs_scatter.append(row[AUTO]["median_s"] / row[SCATTER]["median_s"])
+            cached.append(row[AUTO_CACHED]["median_s"] / row[BASELINE]["median_s"])
+    return {
+        "uncached_worst": max(uncached),
+        "uncached_vs_scatter_worst": max(uncached_vs_scatter),
+        "cached_worst": max(cached),
+        "cached_best": min(cached),
+    }

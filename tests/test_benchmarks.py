@@ -30,6 +30,9 @@ def _positive_medians(node):
                 yield value
             else:
                 yield from _positive_medians(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _positive_medians(value)
 
 
 def test_condensed_inference_quick_tiny_json(tmp_path):
@@ -44,15 +47,23 @@ def test_condensed_inference_quick_tiny_json(tmp_path):
     assert data["quick"] is True and data["tiny"] is True
     assert list(data["benchmarks"]) == ["condensed_inference"]
     bench = data["benchmarks"]["condensed_inference"]
-    assert bench["sizes"]["in_features"] > 0 and bench["sizes"]["k"] > 0
-    assert set(bench["batches"]) == {str(b) for b in bench["sizes"]["batches"]}
-    for row in bench["batches"].values():
-        for name in ("dense x @ W (baseline)", "condensed_matmul (gather)", "CondensedLinear dense (scatter+GEMM)"):
-            assert name in row
-        assert any(name.startswith("CondensedLinear auto") for name in row)
-        for timing in row.values():
-            assert timing["median_s"] > 0 and timing["speedup_vs_dense"] > 0
-    assert isinstance(bench["recommended_auto_gather_max_batch"], int)
+    assert bench["layers"] and bench["batches"]
+    for layer in bench["layers"]:
+        assert layer["in_features"] > 0 and layer["k"] > 0
+        assert set(layer["batches"]) == set(layer["auto_picks"]) == {str(b) for b in bench["batches"]}
+        for batch, row in layer["batches"].items():
+            for name in (
+                "dense x @ W (baseline)",
+                "condensed_matmul xla (gather)",
+                "condensed_matmul dense (scatter+GEMM)",
+                "CondensedLinear auto",
+                "CondensedLinear auto, cached kernel",
+            ):
+                assert name in row
+            for timing in row.values():
+                assert timing["median_s"] > 0 and timing["speedup_vs_dense"] > 0 and timing["iqr_s"] >= 0
+            assert set(layer["auto_picks"][batch].values()) <= {"xla", "dense"}
+    assert set(bench["auto_vs_dense"]) == {"uncached_worst", "uncached_vs_scatter_worst", "cached_worst", "cached_best"}
     medians = list(_positive_medians(bench))
     assert medians and all(m > 0 for m in medians)
 

@@ -10,6 +10,7 @@ from ._nnx import IMPLEMENTATIONS as IMPLEMENTATIONS
 from ._nnx import ActiveNeurons as ActiveNeurons
 from ._nnx import CondensedLinear as CondensedLinear
 from ._nnx import ConnIndex as ConnIndex
+from ._nnx import DenseCache as DenseCache
 from ._nnx import NMLinear as NMLinear
 from ._nnx import condensed_forward as condensed_forward
 
@@ -19,6 +20,7 @@ __all__ = [
     "CondensedLinear",
     "CondensedWeight",
     "ConnIndex",
+    "DenseCache",
     "NMLinear",
     "condensed_forward",
     "condensed_matmul",

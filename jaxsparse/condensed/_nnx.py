@@ -6,7 +6,11 @@ No submodule is shared and nothing is sown, so both are valid in NNX tree mode.
 
 `implementation=` picks the backend of `pallas_kernels.condensed_matmul`: "xla" (feature-major gather), "pallas"
 (the Pallas GPU kernel, interpreted off GPU), "triton" (jax-triton), "dense" (scatter into a dense kernel, one
-GEMM) or "auto" (per platform and batch size; see `pallas_kernels.condensed_matmul.auto_implementation`).
+GEMM) or "auto" (per platform, batch size and cache; see `pallas_kernels.condensed_matmul.auto_implementation`).
+
+A `CondensedLinear` can also hold a dense copy of its kernel (`cache_dense_kernel=True`, `DenseCache`
+variables): memory for speed where the dense GEMM wins (large batch, or on CPU most batches at <= 90%
+sparsity). Without it the dense path scatters the weights on every call, which on CPU costs more than the GEMM.
 """
 
 import jax.numpy as jnp
@@ -14,7 +18,7 @@ import numpy as np
 from flax import nnx
 
 from jaxsparse.masks import nm_mask
-from pallas_kernels.condensed_matmul import condensed_matmul
+from pallas_kernels.condensed_matmul import condensed_matmul, condensed_to_dense_kernel
 from pallas_kernels.condensed_matmul._validate import check_condensed_args
 from pallas_kernels.nm_matmul import IMPLEMENTATIONS as NM_IMPLEMENTATIONS
 from pallas_kernels.nm_matmul import nm_compress, nm_decompress, nm_matmul
@@ -26,6 +30,7 @@ __all__ = [
     "ActiveNeurons",
     "CondensedLinear",
     "ConnIndex",
+    "DenseCache",
     "NMLinear",
     "condensed_forward",
 ]
@@ -34,6 +39,9 @@ IMPLEMENTATIONS = ("auto", "xla", "pallas", "triton", "dense")
 
 
 _DEFAULT_KERNEL_INIT = nnx.initializers.lecun_normal()
+
+# An attribute that is None now and a Variable later must be declared data (flax >= 0.12 checks this).
+_as_data = getattr(nnx, "data", lambda value: value)
 
 
 class ConnIndex(nnx.Variable):
@@ -44,17 +52,26 @@ class ActiveNeurons(nnx.Variable):
     """Ids of a condensed layer's surviving output neurons in the original dense layer (not trained)."""
 
 
+class DenseCache(nnx.Variable):
+    """A dense copy of a condensed layer's kernel, for inference (not trained)."""
+
+
 def _check_implementation(implementation: str) -> str:
     if implementation not in IMPLEMENTATIONS:
         raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}")
     return implementation
 
 
-def condensed_forward(x, values, indices, bias, *, in_features: int, implementation: str = "auto"):
-    """The layers' forward as a pure function: y = condensed(x) + bias, over the chosen implementation."""
+def condensed_forward(x, values, indices, bias, *, in_features: int, implementation: str = "auto", dense_kernel=None):
+    """The layers' forward as a pure function: y = condensed(x) + bias, over the chosen implementation.
+
+    dense_kernel: optional cached kernel [in_features, n_out] built from these values/indices
+    (`condensed_to_dense_kernel`); the dense path ("dense", or "auto" choosing it) then multiplies by it
+    instead of scattering the weights on every call (see `condensed_matmul`).
+    """
     _check_implementation(implementation)
     check_condensed_args(x, values, indices, in_features=in_features)
-    return condensed_matmul(x, values, indices, bias, implementation=implementation)
+    return condensed_matmul(x, values, indices, bias, implementation=implementation, dense_kernel=dense_kernel)
 
 
 class CondensedLinear(nnx.Module):
@@ -62,6 +79,13 @@ class CondensedLinear(nnx.Module):
 
     Outputs only the active neurons ([..., n_active]); `active_neurons` maps them back to the dense layer.
     Build from a trained masked layer with `from_dense`; `to_dense` restores the dense kernel.
+
+    `cache_dense_kernel=True` also keeps the dense kernel (a `DenseCache` variable, in * n_active elements), which
+    the dense path then multiplies by instead of scattering the weights on every call, and which
+    `implementation="auto"` takes into account. It is an inference device: differentiated calls rebuild the
+    kernel from `values` (so training is never affected by it), but after changing `values` (training, loading)
+    call `refresh_dense_cache()` before inference; a stale cache is not detected (checking would read the
+    weights twice on every call).
     """
 
     def __init__(
@@ -74,8 +98,11 @@ class CondensedLinear(nnx.Module):
         active_neurons=None,
         out_features: int | None = None,
         implementation: str = "auto",
+        cache_dense_kernel: bool = False,
     ):
         values, indices = jnp.asarray(values), jnp.asarray(indices)
+        if not isinstance(cache_dense_kernel, bool):
+            raise ValueError(f"cache_dense_kernel must be a bool, got {cache_dense_kernel!r}")
         if isinstance(in_features, bool) or not isinstance(in_features, int | np.integer) or in_features <= 0:
             raise ValueError(f"in_features must be a positive int, got {in_features!r}")
         dummy = jnp.zeros((1, int(in_features)), values.dtype if values.ndim else jnp.float32)
@@ -100,9 +127,33 @@ class CondensedLinear(nnx.Module):
         self.indices = ConnIndex(indices)
         self.active_neurons = ActiveNeurons(active_neurons.astype(jnp.int32))
         self.bias = None if bias is None else nnx.Param(bias)
+        self.drop_dense_cache()
+        if cache_dense_kernel:
+            self.refresh_dense_cache()
+
+    def refresh_dense_cache(self) -> None:
+        """(Re)builds the cached dense kernel from the current values and indices."""
+        self.dense_kernel = DenseCache(condensed_to_dense_kernel(self.values[...], self.indices[...], self.in_features))
+
+    def drop_dense_cache(self) -> None:
+        """Frees the cached dense kernel (the dense path scatters on every call again)."""
+        self.dense_kernel = _as_data(None)
+
+    @property
+    def has_dense_cache(self) -> bool:
+        return self.dense_kernel is not None
 
     @classmethod
-    def from_dense(cls, kernel, mask, bias=None, *, implementation: str = "auto", index_dtype=jnp.int32):
+    def from_dense(
+        cls,
+        kernel,
+        mask,
+        bias=None,
+        *,
+        implementation: str = "auto",
+        index_dtype=jnp.int32,
+        cache_dense_kernel: bool = False,
+    ):
         """Condenses a [in, out] kernel with a constant fan-in mask; ablated neurons are dropped."""
         if np.ndim(kernel) != 2:
             raise ValueError(f"kernel must be [in_features, out_features], got shape {np.shape(kernel)}")
@@ -120,6 +171,7 @@ class CondensedLinear(nnx.Module):
             active_neurons=weight.active_neurons,
             out_features=weight.out_features,
             implementation=implementation,
+            cache_dense_kernel=cache_dense_kernel,
         )
 
     @property
@@ -147,6 +199,7 @@ class CondensedLinear(nnx.Module):
             None if self.bias is None else self.bias[...],
             in_features=self.in_features,
             implementation=self.implementation,
+            dense_kernel=None if self.dense_kernel is None else self.dense_kernel[...],
         )
 
 

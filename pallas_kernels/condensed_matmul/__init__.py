@@ -1,6 +1,7 @@
 """Condensed (constant fan-in) matmul: `y[b, o] = sum_j values[o, j] * x[b, indices[o, j]]`."""
 
-from .api import CPU_GATHER_MAX_BATCH as CPU_GATHER_MAX_BATCH
+from .api import TPU_GATHER_MAX_BATCH as TPU_GATHER_MAX_BATCH
+from .api import CpuCostModel as CpuCostModel
 from .api import GpuCostModel as GpuCostModel
 from .api import auto_implementation as auto_implementation
 from .api import condensed_matmul as condensed_matmul
@@ -13,8 +14,9 @@ from .triton import available as triton_available
 from .xla import condensed_to_dense_kernel as condensed_to_dense_kernel
 
 __all__ = [
-    "CPU_GATHER_MAX_BATCH",
+    "TPU_GATHER_MAX_BATCH",
     "BlockSizes",
+    "CpuCostModel",
     "GpuCostModel",
     "auto_implementation",
     "condensed_matmul",

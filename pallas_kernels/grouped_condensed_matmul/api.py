@@ -83,8 +83,9 @@ def grouped_condensed_matmul(
       implementation: "auto" | "xla" | "pallas" | "dense" (see the module docstring and `auto_implementation`).
       block_sizes: tiles of the "pallas" kernels; None picks `default_block_sizes`.
       interpret: run the Pallas kernels interpreted (default: True unless on a GPU).
-      dense_kernel: "dense"/"auto" only: a cached W [in_features, n_out] used instead of re-scattering (then no
-        gradient reaches `values` through it).
+      dense_kernel: "dense"/"auto" only: a cached W [in_features, n_out] used instead of re-scattering in plain
+        forwards. It must match values/indices (not checked). Differentiated calls rebuild W from values
+        instead: gradients go to values, never to the cache.
 
     Returns:
       [..., n_out] in the promoted dtype of x and values.

@@ -3,6 +3,7 @@
 import jax.numpy as jnp
 import numpy as np
 
+from pallas_kernels._cached_dense import cached_dense_matmul
 from pallas_kernels._common import as_empty_slot, narrow_index_dtype
 
 from ._validate import check_group_size, matmul_precision
@@ -63,10 +64,20 @@ def grouped_condensed_from_dense_kernel(kernel, group_size: int, *, k: int | Non
 
 def grouped_condensed_matmul_dense(x2d, values, indices, *, group_size: int, dense_kernel=None):
     """x2d @ W with float32 accumulation (full float32 products for float32, as the other backends); a cached
-    `dense_kernel` [in, n_out] skips the per-call scatter (inference)."""
+    `dense_kernel` [in, n_out] skips the per-call scatter (plain forwards only; differentiated calls rebuild it
+    from values, see `pallas_kernels._cached_dense`)."""
     dtype = jnp.result_type(x2d.dtype, values.dtype)
-    if dense_kernel is None:
-        dense_kernel = grouped_condensed_to_dense_kernel(values, indices, x2d.shape[1], group_size)
+    if dense_kernel is not None:
+        return cached_dense_matmul(
+            x2d.astype(dtype),
+            values.astype(dtype),
+            indices,
+            dense_kernel,
+            densify=grouped_condensed_to_dense_kernel,
+            static=(x2d.shape[1], group_size),
+            precision=matmul_precision(dtype),
+        )
+    dense_kernel = grouped_condensed_to_dense_kernel(values, indices, x2d.shape[1], group_size)
     acc = jnp.promote_types(dtype, jnp.float32)
     y = jnp.dot(
         x2d.astype(dtype), dense_kernel.astype(dtype), precision=matmul_precision(dtype), preferred_element_type=acc

@@ -74,7 +74,8 @@ def nm_matmul(
       block_sizes: tiles of the "pallas" kernel; None picks `default_block_sizes`.
       interpret: run the Pallas kernel interpreted (default: True unless on a GPU).
       dense_kernel: "dense"/"auto" only: a cached W [in_features, n_out] (e.g. `nm_decompress`) to multiply
-        by instead of decompressing; gradients then go to it, not to values.
+        by instead of decompressing. It must match values/positions (not checked). Differentiated calls
+        rebuild W from values instead: gradients go to values, never to the cache.
 
     Returns:
       [..., n_out] in the promoted dtype of x and values.

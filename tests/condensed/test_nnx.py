@@ -7,7 +7,7 @@ import optax
 import pytest
 from flax import nnx
 
-from jaxsparse.condensed import CondensedLinear, NMLinear
+from jaxsparse.condensed import CondensedLinear, DenseCache, NMLinear, condensed_forward
 
 N_IN, N_OUT, K = 12, 6, 4
 ABLATED = (2,)
@@ -61,6 +61,51 @@ def test_auto_picks_xla_gather_at_batch_1_and_dense_at_batch_64():
     fwd = lambda x: layer(x)
     assert not _has_scatter(fwd, jnp.zeros((1, N_IN)))
     assert _has_scatter(fwd, jnp.zeros((64, N_IN)))
+
+
+def test_auto_with_a_dense_cache_uses_it_instead_of_scattering():
+    kernel, mask, bias = layer_np(seed=30)
+    layer = CondensedLinear.from_dense(kernel, mask, bias, implementation="auto", cache_dense_kernel=True)
+    assert layer.has_dense_cache
+    cache = nnx.state(layer, DenseCache)
+    assert len(jax.tree.leaves(cache)) == 1 and jax.tree.leaves(cache)[0].shape == (N_IN, ACTIVE.size)
+    fwd = lambda x: layer(x)
+    for batch in (1, 64):
+        x = _x((batch, N_IN), seed=31)
+        assert not _has_scatter(fwd, jnp.asarray(x))
+        np.testing.assert_allclose(np.asarray(layer(jnp.asarray(x))), dense_out(x, kernel, mask, bias), **TOL)
+    layer.drop_dense_cache()
+    assert not layer.has_dense_cache
+    assert _has_scatter(lambda x: layer(x), jnp.zeros((64, N_IN)))  # a new function: traces are cached by it
+
+
+@pytest.mark.parametrize("implementation", ["dense", "auto"])
+def test_dense_cache_never_bends_training_and_refresh_resyncs_it(implementation):
+    kernel, mask, bias = layer_np(seed=32)
+    cached = CondensedLinear.from_dense(kernel, mask, bias, implementation=implementation, cache_dense_kernel=True)
+    plain = CondensedLinear.from_dense(kernel, mask, bias, implementation="xla")
+    x = jnp.asarray(_x((64, N_IN), seed=33))
+    g = _x((64, ACTIVE.size), seed=34)
+
+    @nnx.jit
+    def step(model, optimizer):
+        grads = nnx.grad(lambda m: jnp.sum(m(x) * g))(model)
+        optimizer.update(model, grads)
+
+    cache0 = np.asarray(cached.dense_kernel[...]).copy()
+    for model in (cached, plain):
+        optimizer = nnx.Optimizer(model, optax.sgd(0.1), wrt=nnx.Param)
+        for _ in range(3):  # later steps run while the cache is stale: gradients must still be the true ones
+            step(model, optimizer)
+    np.testing.assert_allclose(np.asarray(cached.values[...]), np.asarray(plain.values[...]), **TOL)
+    np.testing.assert_allclose(np.asarray(cached.bias[...]), np.asarray(plain.bias[...]), **TOL)
+    np.testing.assert_array_equal(np.asarray(cached.dense_kernel[...]), cache0)  # the optimizer leaves it alone
+    # Inference through the stale cache still gives the old kernel's output (documented); refresh fixes it.
+    trained = np.asarray(plain(x))
+    assert not np.allclose(np.asarray(cached(x)), trained, **TOL)  # "auto" runs dense at batch 64, cached
+    cached.refresh_dense_cache()
+    np.testing.assert_allclose(np.asarray(cached(x)), trained, **TOL)
+    np.testing.assert_allclose(np.asarray(nnx.jit(lambda m, x: m(x))(cached, x)), trained, **TOL)
 
 
 def test_condensed_linear_without_bias():
@@ -194,6 +239,10 @@ def test_condensed_linear_rejects_bad_arguments():
         CondensedLinear.from_dense(kernel, np.ones_like(mask) & (np.arange(N_IN)[:, None] <= np.arange(N_OUT)))
     with pytest.raises(ValueError, match="indices must be an integer"):
         CondensedLinear(v, i.astype(jnp.float32), in_features=N_IN)
+    with pytest.raises(ValueError, match="cache_dense_kernel must be a bool"):
+        CondensedLinear(v, i, in_features=N_IN, cache_dense_kernel="yes")
+    with pytest.raises(ValueError, match="dense_kernel must have shape"):
+        condensed_forward(jnp.zeros((2, N_IN)), v, i, None, in_features=N_IN, dense_kernel=jnp.zeros((N_IN, 1)))
 
 
 # --------------------------------------------------------------------------------------------- NMLinear

@@ -46,10 +46,11 @@ def reference_forward(x, kernels, biases, masks):
     return h
 
 
-@pytest.mark.parametrize("implementation", ["xla", "dense"])
-def test_condensed_mlp_matches_masked_dense(mlp, implementation):
+@pytest.mark.parametrize(("implementation", "cache"), [("xla", False), ("dense", False), ("dense", True)])
+def test_condensed_mlp_matches_masked_dense(mlp, implementation, cache):
     kernels, biases, masks = mlp
-    model = dst.condense_mlp(kernels, biases, masks, implementation=implementation)
+    model = dst.condense_mlp(kernels, biases, masks, implementation=implementation, cache_dense_kernel=cache)
+    assert all(layer.has_dense_cache == cache for layer in model.layers if isinstance(layer, CondensedLinear))
     assert isinstance(model, dst.CondensedMLP)
     x = np.random.default_rng(1).standard_normal((7, 6)).astype(np.float32)
     np.testing.assert_allclose(np.asarray(model(jnp.asarray(x))), reference_forward(x, *mlp), rtol=1e-5, atol=1e-5)

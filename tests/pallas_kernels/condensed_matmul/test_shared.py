@@ -1,7 +1,8 @@
 """Every condensed_matmul backend against dense numpy references: forward, custom VJP, argument checks.
 
 The Pallas kernels run interpreted here (CPU); "pallas-tiny-tiles" uses 2x2x2 tiles so that every test spans
-several output, fan-in and batch tiles and the padding paths.
+several output, fan-in and batch tiles and the padding paths. "dense-cached" is the dense backend handed a
+cached kernel built from the same values/indices, as a `CondensedLinear` with a cache does.
 """
 
 import functools
@@ -22,8 +23,19 @@ IMPLEMENTATIONS = {
 }
 
 
-@pytest.fixture(params=sorted(IMPLEMENTATIONS))
+def _with_cached_dense_kernel(x, values, indices, bias=None, *, implementation):
+    kernel = None
+    try:  # bad arguments get no cache: condensed_matmul must then reject them with its own message
+        kernel = condensed_to_dense_kernel(values, indices, x.shape[-1])
+    except (AttributeError, TypeError, IndexError, ValueError):
+        pass
+    return condensed_matmul(x, values, indices, bias, implementation=implementation, dense_kernel=kernel)
+
+
+@pytest.fixture(params=[*sorted(IMPLEMENTATIONS), "dense-cached"])
 def cm(request):
+    if request.param == "dense-cached":
+        return functools.partial(_with_cached_dense_kernel, implementation="dense")
     return functools.partial(condensed_matmul, **IMPLEMENTATIONS[request.param])
 
 
@@ -158,6 +170,35 @@ def test_int16_indices_and_dtype_promotion(cm):
     np.testing.assert_allclose(np.asarray(y), x.astype(np.float64) @ dense_reference(values, indices), **TOL)
     y16 = cm(jnp.asarray(x, jnp.bfloat16), jnp.asarray(values), jnp.asarray(indices))
     assert y16.dtype == jnp.float32
+
+
+def test_cached_dense_kernel_is_used_forward_but_never_bends_gradients():
+    values, indices = make_condensed(seed=40, duplicates=True)
+    values[2, 3] = 0.0  # the reference reads index 0 there: same product as the empty slot
+    indices[2, 3] = N_IN  # an empty slot
+    x, g = _x((5, N_IN), seed=41), _x((5, N_OUT), seed=42)
+    v, i = jnp.asarray(values), jnp.asarray(indices)
+    w = condensed_to_dense_kernel(v, i, N_IN)
+    # A plain forward multiplies by the cache as given (here deliberately 2x the true kernel: it is not re-checked).
+    w_ref = dense_reference(values, np.where(indices == N_IN, 0, indices))
+    y = condensed_matmul(jnp.asarray(x), v, i, implementation="dense", dense_kernel=2 * w)
+    np.testing.assert_allclose(np.asarray(y), 2 * x.astype(np.float64) @ w_ref, **TOL)
+
+    def loss(x, v, cache):
+        return jnp.sum(condensed_matmul(x, v, i, implementation="dense", dense_kernel=cache) * g)
+
+    # Differentiated, the kernel is rebuilt from values: the gradients (and the loss) are the true ones even
+    # with a wrong cache, and the cache itself gets a zero cotangent.
+    value, (gx, gv, gw) = jax.value_and_grad(loss, argnums=(0, 1, 2))(jnp.asarray(x), v, 2 * w)
+    ref_x, ref_v = grads_reference(x, g, values, np.where(indices == N_IN, 0, indices))
+    ref_v[2, 3] = 0.0  # an empty slot reads nothing, so its value gets no gradient
+    np.testing.assert_allclose(float(value), float(np.sum((x.astype(np.float64) @ w_ref) * g)), rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(gx), ref_x, **TOL)
+    np.testing.assert_allclose(np.asarray(gv), ref_v, **TOL)
+    assert gv[2, 3] == 0.0
+    np.testing.assert_array_equal(np.asarray(gw), 0.0)
+    with pytest.raises(ValueError, match=r"dense_kernel must have shape \(12, 6\)"):
+        condensed_matmul(jnp.asarray(x), v, i, implementation="dense", dense_kernel=w.T)
 
 
 def test_condensed_to_dense_kernel():

@@ -87,6 +87,26 @@ def test_cached_dense_kernel_is_used():
     assert_close(y, ref, jnp.float32)
 
 
+def test_cached_dense_kernel_never_bends_gradients():
+    # Differentiated, the dense path rebuilds W from values: even a wrong cache gives the true gradients.
+    x, values, indices, bias = make_case(5, 24, 4, 2, 8)
+    g = jnp.asarray(np.random.default_rng(3).standard_normal((5, 8)), jnp.float32)
+    wrong = 2 * grouped_condensed_to_dense_kernel(values, indices, 24, 4)
+
+    def loss(x, v, cache):
+        y = grouped_condensed_matmul(x, v, indices, bias, group_size=4, implementation="dense", dense_kernel=cache)
+        return jnp.sum(y * g)
+
+    def ref_loss(x, v):
+        return jnp.sum(grouped_condensed_matmul_reference(x, v, indices, bias, group_size=4) * g)
+
+    gx, gv, gw = jax.grad(loss, argnums=(0, 1, 2))(x, values, wrong)
+    rgx, rgv = jax.grad(ref_loss, argnums=(0, 1))(x, values)
+    assert_close(gx, rgx, jnp.float32)
+    assert_close(gv, rgv, jnp.float32)
+    np.testing.assert_array_equal(np.asarray(gw), 0.0)
+
+
 def test_jit_and_vmap_xla():
     x, values, indices, bias = make_case(6, 24, 4, 2, 8)
     f = functools.partial(grouped_condensed_matmul, group_size=4, implementation="xla")
