@@ -209,6 +209,8 @@ class NMLinear(nnx.Module):
     Stored in the N:M format of `pallas_kernels.nm_matmul`: `values [out, in // m, n]` (trained) and the
     in-group `positions [out, in // m, n]` (uint8, not trained). `implementation` is that op's: "auto", "xla"
     (decompress, then one GEMM), "pallas" (decode on chip, GPU) or "dense".
+    `cache_dense_kernel=True` keeps the decompressed kernel (a `DenseCache`) for inference, as in
+    `CondensedLinear` (same contract: `refresh_dense_cache()` after changing values; training is unaffected).
     """
 
     def __init__(
@@ -225,7 +227,10 @@ class NMLinear(nnx.Module):
         dtype=jnp.float32,
         kernel=None,
         bias=None,
+        cache_dense_kernel: bool = False,
     ):
+        if not isinstance(cache_dense_kernel, bool):
+            raise ValueError(f"cache_dense_kernel must be a bool, got {cache_dense_kernel!r}")
         for name, v in (("in_features", in_features), ("out_features", out_features)):
             if isinstance(v, bool) or not isinstance(v, int | np.integer) or v <= 0:
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
@@ -251,14 +256,40 @@ class NMLinear(nnx.Module):
         self.values = nnx.Param(values)
         self.positions = ConnIndex(positions)
         self.bias = None if bias is None else nnx.Param(jnp.asarray(bias))
+        self.drop_dense_cache()
+        if cache_dense_kernel:
+            self.refresh_dense_cache()
+
+    def refresh_dense_cache(self) -> None:
+        """(Re)builds the cached dense kernel from the current values and positions."""
+        self.dense_kernel = DenseCache(nm_decompress(self.values[...], self.positions[...], self.m))
+
+    def drop_dense_cache(self) -> None:
+        """Frees the cached dense kernel (the dense path decompresses on every call again)."""
+        self.dense_kernel = _as_data(None)
+
+    @property
+    def has_dense_cache(self) -> bool:
+        return self.dense_kernel is not None
 
     @classmethod
-    def from_dense(cls, kernel, n: int, m: int, bias=None, *, implementation: str = "auto"):
+    def from_dense(
+        cls, kernel, n: int, m: int, bias=None, *, implementation: str = "auto", cache_dense_kernel: bool = False
+    ):
         """Magnitude N:M pruning of a dense [in, out] kernel (groups of m consecutive inputs)."""
         if np.ndim(kernel) != 2:
             raise ValueError(f"kernel must be [in_features, out_features], got shape {np.shape(kernel)}")
         n_in, n_out = np.shape(kernel)
-        return cls(n_in, n_out, n=n, m=m, kernel=kernel, bias=bias, implementation=implementation)
+        return cls(
+            n_in,
+            n_out,
+            n=n,
+            m=m,
+            kernel=kernel,
+            bias=bias,
+            implementation=implementation,
+            cache_dense_kernel=cache_dense_kernel,
+        )
 
     def to_dense(self):
         """Returns (kernel [in, out], mask, bias or None)."""
@@ -271,4 +302,15 @@ class NMLinear(nnx.Module):
         if x.shape[-1] != self.in_features:
             raise ValueError(f"x has {x.shape[-1]} input features but the layer expects in_features={self.in_features}")
         bias = None if self.bias is None else self.bias[...]
-        return nm_matmul(x, self.values[...], self.positions[...], bias, m=self.m, implementation=self.implementation)
+        dense_kernel = None
+        if self.dense_kernel is not None and self.implementation in ("auto", "dense"):
+            dense_kernel = self.dense_kernel[...]
+        return nm_matmul(
+            x,
+            self.values[...],
+            self.positions[...],
+            bias,
+            m=self.m,
+            implementation=self.implementation,
+            dense_kernel=dense_kernel,
+        )

@@ -241,6 +241,8 @@ def test_condensed_linear_rejects_bad_arguments():
         CondensedLinear(v, i.astype(jnp.float32), in_features=N_IN)
     with pytest.raises(ValueError, match="cache_dense_kernel must be a bool"):
         CondensedLinear(v, i, in_features=N_IN, cache_dense_kernel="yes")
+    with pytest.raises(ValueError, match="cache_dense_kernel must be a bool"):
+        NMLinear(NM_IN, NM_OUT, n=N, m=M, rngs=nnx.Rngs(0), cache_dense_kernel=1)
     with pytest.raises(ValueError, match="dense_kernel must have shape"):
         condensed_forward(jnp.zeros((2, N_IN)), v, i, None, in_features=N_IN, dense_kernel=jnp.zeros((N_IN, 1)))
 
@@ -304,12 +306,20 @@ def test_nm_linear_without_bias_and_n_equals_m():
     assert layer.bias is None
 
 
-def test_nm_linear_grads_match_dense():
+@pytest.mark.parametrize(("implementation", "cache"), [("xla", False), ("auto", True), ("dense", True)])
+def test_nm_linear_grads_match_dense(implementation, cache):
     kernel = _x((NM_IN, NM_OUT), seed=24)
-    layer = NMLinear.from_dense(kernel, N, M, np.zeros(NM_OUT, np.float32), implementation="xla")
+    layer = NMLinear.from_dense(
+        kernel, N, M, np.zeros(NM_OUT, np.float32), implementation=implementation, cache_dense_kernel=cache
+    )
+    assert layer.has_dense_cache == cache
     x = _x((8, NM_IN), seed=25)
     g = _x((8, NM_OUT), seed=26)
-    grads = nnx.grad(lambda m, x: jnp.sum(m(x) * g))(layer, jnp.asarray(x))
+    if cache:  # the cache is what a plain forward multiplies by (here deliberately doubled)
+        layer.dense_kernel[...] = 2 * layer.dense_kernel[...]
+        dense, _, _ = layer.to_dense()
+        np.testing.assert_allclose(np.asarray(layer(jnp.asarray(x))), 2 * x @ np.asarray(dense), **TOL)
+    grads = nnx.grad(lambda m, x: jnp.sum(m(x) * g))(layer, jnp.asarray(x))  # never bent by the cache
     grad_w = x.astype(np.float64).T @ g.astype(np.float64)
     pos = np.asarray(layer.positions[...]).astype(np.int64)  # [out, in // M, N] offsets within each group
     rows = np.arange(NM_IN // M)[None, :, None] * M + pos
