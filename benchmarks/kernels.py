@@ -49,6 +49,10 @@ SWEEP_BATCHED = {
     4: ((1, 512, 2), (2, 512, 4), (4, 256, 4), (8, 128, 4)),
     16: ((1, 512, 4), (2, 256, 4), (4, 128, 4), (8, 64, 4), (16, 32, 4)),
 }
+# Batch-major tiles (x read as it comes, one launch; the batch unrolled in the program), (block_out, num_warps)
+# with the whole fan-in in one step, at these batches on every shape: not yet measured on a GPU.
+SWEEP_BATCH_MAJOR = ((1, 1), (1, 2), (2, 2), (4, 4))
+SWEEP_BATCH_MAJOR_BATCHES = (2, 4, 8, 16)
 
 
 def _on_gpu():
@@ -359,7 +363,11 @@ def _timings(bench, results, log):
 def _sweep_configs(batch, k):
     if batch == 1:
         return [BlockSizes(bo, cm_pkg.next_pow2(k), 1, num_warps=nw) for bo, nw in SWEEP_BATCH1]
-    return [BlockSizes(bo, bk, batch, num_warps=nw) for bo, bk, nw in SWEEP_BATCHED[batch]]
+    configs = [BlockSizes(bo, bk, batch, num_warps=nw) for bo, bk, nw in SWEEP_BATCHED.get(batch, ())]
+    if batch in SWEEP_BATCH_MAJOR_BATCHES:
+        block_k = min(cm_pkg.next_pow2(k), 8192)
+        configs += [BlockSizes(bo, block_k, 1, num_warps=nw, batch_major=True) for bo, nw in SWEEP_BATCH_MAJOR]
+    return configs
 
 
 def _sweep(bench, results):
@@ -369,6 +377,7 @@ def _sweep(bench, results):
     dtype = jnp.bfloat16
     best = results.setdefault("best_blocks", {})
     plan = [(shape, 1) for shape in SHAPES] + [((4096, 4096), b) for b in SWEEP_BATCHED if (4096, 4096) in SHAPES]
+    plan += [(shape, b) for b in SWEEP_BATCH_MAJOR_BATCHES for shape in SHAPES if (shape, b) not in plan]
     for (n_in, n_out), batch in plan:
         k, weights = _condensed_weights(key, n_in, n_out, 0.9, dtype, bench.copies, 1)
         xs = tuple(jax.random.normal(jax.random.fold_in(key, c), (batch, n_in), dtype) for c in range(bench.copies))
@@ -579,9 +588,10 @@ def run(quick: bool = False, tiny: bool = False, budget_s: float = 420.0, sectio
 
 def _run_tiny(results):
     """The benchmark's code path on a tiny layer (interpreted kernels on CPU): for the test-suite only."""
-    global SHAPES, BATCHES, SPARSITIES, SWEEP_BATCH1, SWEEP_BATCHED
+    global SHAPES, BATCHES, SPARSITIES, SWEEP_BATCH1, SWEEP_BATCHED, SWEEP_BATCH_MAJOR, SWEEP_BATCH_MAJOR_BATCHES
     SHAPES, BATCHES, SPARSITIES = ((64, 32),), (1, 5), ()
     SWEEP_BATCH1, SWEEP_BATCHED = ((2, 1), (4, 2)), {}
+    SWEEP_BATCH_MAJOR, SWEEP_BATCH_MAJOR_BATCHES = ((1, 1),), (5,)
     bench = _Bench(60.0, copies=2, samples=2, min_sample_s=0.0)
     _sweep(bench, results)
     _timings(bench, results, _log_row)

@@ -110,6 +110,7 @@ def test_kernels_tiny_json(tmp_path):
     bench = json.loads(path.read_text())["benchmarks"]["kernels"]
     assert bench["gpu"] is False and bench["forward"] and bench["structured"] and bench["sweep"]
     assert any("pallas_tuned" in row["times"] for row in bench["forward"])  # the sweep's best, timed again
+    assert any("batch_major=True" in row["blocks"] and "median_us" in row for row in bench["sweep"])
     for row in bench["forward"]:
         assert {"dense", "pallas", "auto"} <= set(row["times"])
         for timing in row["times"].values():

@@ -49,6 +49,9 @@ class BlockSizes:
 
     block_out: output neurons per program (BO). block_k: fan-in slots per loop step (BK).
     block_batch: batch columns per program (BB). BO * BK * BB elements are live at once: keep it <= ~16K.
+    batch_major: forward only, batch <= GEMV_MAX_BATCH: read x as it comes ([batch, in], no transposed copy, so
+    one launch at any small batch) and unroll the batch inside the program: each row b is its own [BO, BK]
+    gather x[b, idx] with the values and indices loaded once for all rows (block_batch is then unused).
     """
 
     block_out: int = 32
@@ -56,11 +59,14 @@ class BlockSizes:
     block_batch: int = 16
     num_warps: int = 4
     num_stages: int = 2
+    batch_major: bool = False
 
     def __post_init__(self):
         for name in ("block_out", "block_k", "block_batch"):
             check_positive_pow2(name, getattr(self, name))
         check_launch_params(self)
+        if not isinstance(self.batch_major, bool):
+            raise ValueError(f"batch_major must be a bool, got {self.batch_major!r}")
         if self.block_out * self.block_k * self.block_batch > 65536:
             raise ValueError(
                 f"block_out * block_k * block_batch = {self.block_out * self.block_k * self.block_batch} "
@@ -199,6 +205,78 @@ def _forward(xt, values, indices, n_in: int, blocks: BlockSizes, interpret: bool
     )(indices, values, xt)
 
 
+def _forward_batch_major_kernel(
+    idx_ref, val_ref, x_ref, y_ref, *, n_in: int, block_out: int, block_k: int, n_k_steps: int
+):
+    """One program: y[:, block_out outputs] for every (<= GEMV_MAX_BATCH) batch row, over the whole fan-in.
+
+    The weights are loaded once per step as in `_forward_kernel`; the batch is unrolled, each row b gathering
+    x[b, idx] ([BO, BK], the batch-1 access pattern) into its own float32 accumulator.
+    """
+    n_out, k = idx_ref.shape
+    batch = x_ref.shape[0]
+    i = pl.program_id(0)
+    row0 = pl.multiple_of(i * block_out, block_out)
+    rows = row0 + jax.lax.broadcasted_iota(jnp.int32, (block_out, block_k), 0)
+    cols = jax.lax.broadcasted_iota(jnp.int32, (block_out, block_k), 1)
+    row_ok = rows < n_out
+
+    def step(s, accs):
+        k0 = pl.multiple_of(s * block_k, block_k)
+        in_tile = row_ok & (k0 + cols < k)
+        tile = (pl.ds(row0, block_out), pl.ds(k0, block_k))
+        idx = pltriton.load(idx_ref.at[tile], mask=in_tile, other=0, eviction_policy="evict_first")
+        idx = as_empty_slot(idx, n_in)
+        take = in_tile & (idx < n_in)
+        safe_idx = jnp.where(take, idx, 0)
+        v = pltriton.load(val_ref.at[tile], mask=in_tile, other=0, eviction_policy="evict_first")
+        v = v.astype(jnp.float32)
+        out = []
+        for b in range(batch):  # static: batch <= GEMV_MAX_BATCH
+            xb = pltriton.load(x_ref.at[b, safe_idx], mask=take, other=0).astype(jnp.float32)  # [BO, BK]
+            out.append(accs[b] + jnp.sum(v * xb, axis=1))
+        return tuple(out)
+
+    zeros = tuple(jnp.zeros((block_out,), jnp.float32) for _ in range(batch))
+    accs = jax.lax.fori_loop(0, n_k_steps, step, zeros)
+    out_ok = row0 + jax.lax.broadcasted_iota(jnp.int32, (1, block_out), 1) < n_out
+    for b in range(batch):
+        out = accs[b][None, :].astype(y_ref.dtype)
+        pltriton.store(y_ref.at[pl.ds(b, 1), pl.ds(row0, block_out)], out, mask=out_ok)
+
+
+def _forward_batch_major(x2d, values, indices, blocks: BlockSizes, interpret: bool):
+    """y [batch, n_out] from x2d [batch <= GEMV_MAX_BATCH, in] as it is, and unpadded values/indices."""
+    batch, n_in = x2d.shape
+    n_out, k = values.shape
+    bo, bk = blocks.block_out, blocks.block_k
+    out_dtype = jnp.result_type(x2d.dtype, values.dtype)
+    kernel = functools.partial(
+        _forward_batch_major_kernel, n_in=n_in, block_out=bo, block_k=bk, n_k_steps=pl.cdiv(k, bk)
+    )
+    return pl.pallas_call(
+        kernel,
+        grid=(pl.cdiv(n_out, bo),),
+        in_specs=[
+            pl.BlockSpec((n_out, k), lambda i: (0, 0)),
+            pl.BlockSpec((n_out, k), lambda i: (0, 0)),
+            pl.BlockSpec((batch, n_in), lambda i: (0, 0)),
+        ],
+        out_specs=pl.BlockSpec((batch, n_out), lambda i: (0, 0)),
+        out_shape=jax.ShapeDtypeStruct((batch, n_out), out_dtype),
+        compiler_params=_compiler_params(blocks),
+        interpret=interpret,
+        name="condensed_matmul_fwd_batch_major",
+    )(indices, values, x2d)
+
+
+def _check_batch_major(blocks: BlockSizes, batch: int) -> None:
+    if blocks.batch_major and batch > GEMV_MAX_BATCH:
+        raise ValueError(
+            f"block_sizes.batch_major unrolls the batch and supports batch <= {GEMV_MAX_BATCH}, got batch {batch}"
+        )
+
+
 # ---------------------------------------------------------------------------------------------- grad of values
 
 
@@ -306,6 +384,8 @@ def _grad_x(gt, values_p, indices_p, n_in: int, x_dtype, blocks: BlockSizes, int
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
 def _condensed(x2d, values, indices, blocks, backward_blocks, interpret):
+    if blocks.batch_major:  # inference, one launch: x as it comes, weights unpadded
+        return _forward_batch_major(x2d, values, indices, blocks, interpret)
     # Inference: no padded copies at all; xT is x2d.T (a free bitcast at batch 1), padded along batch if needed.
     batch = x2d.shape[0]
     batch_pad = round_up(max(batch, 1), blocks.block_batch)
@@ -318,6 +398,8 @@ def _condensed_fwd(x2d, values, indices, blocks, backward_blocks, interpret):
     # The backward's padded layout (xT with the zero row, values/indices padded to its tiles) is built here and
     # kept as residuals; the forward kernel reads that xT and the unpadded weights.
     operands = _operands(x2d, values, indices, backward_blocks)
+    if blocks.batch_major:
+        return _forward_batch_major(x2d, values, indices, blocks, interpret), (*operands, indices)
     xt = operands[0]
     if xt.shape[1] % blocks.block_batch:
         xt = jnp.pad(xt, ((0, 0), (0, round_up(xt.shape[1], blocks.block_batch) - xt.shape[1])))
@@ -359,12 +441,13 @@ def condensed_matmul_pallas(
 
     Differentiable in x2d and values (custom VJP with two more Pallas kernels); `interpret=True` runs the same
     kernels on any backend (CPU tests). `blocks` tiles the forward kernel, `backward_blocks` the backward ones
-    (each defaults to its `default_*block_sizes`).
+    (each defaults to its `default_*block_sizes`; the backward never uses `batch_major` tiles).
     """
     batch, (n_out, k) = x2d.shape[0], values.shape
     if blocks is None:
         blocks = default_block_sizes(batch, n_out, k)
-    if backward_blocks is None:
+    if backward_blocks is None or backward_blocks.batch_major:
         backward_blocks = default_backward_block_sizes(batch, n_out, k)
+    _check_batch_major(blocks, batch)
     dtype = jnp.result_type(x2d.dtype, values.dtype)
     return _condensed(x2d.astype(dtype), values.astype(dtype), indices, blocks, backward_blocks, interpret)

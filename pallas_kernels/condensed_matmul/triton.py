@@ -108,5 +108,7 @@ def condensed_matmul_triton(x2d, values, indices, *, blocks=None):
     if blocks is None:
         # The backward's tiling: this forward reads the padded operands, as the backward does.
         blocks = pallas_triton.default_backward_block_sizes(x2d.shape[0], values.shape[0], values.shape[1])
+    elif blocks.batch_major:
+        raise ValueError("block_sizes.batch_major is a Pallas-backend option; the jax-triton kernel is feature-major")
     dtype = jnp.result_type(x2d.dtype, values.dtype)
     return _condensed(x2d.astype(dtype), values.astype(dtype), indices, blocks)

@@ -29,6 +29,8 @@ from tests.pallas_kernels._cuda_lowering import TRITON_CALL, lower_for_cuda
         (jnp.bfloat16, jnp.int16, 1, BlockSizes(128, 32, 1)),
         (jnp.bfloat16, jnp.int16, 300, BlockSizes(16, 32, 64, num_warps=8)),
         (jnp.bfloat16, jnp.int16, 1, BlockSizes(1, 16, 1, num_warps=1)),  # GEMV tiles, fan-in in 1 masked step
+        (jnp.bfloat16, jnp.int16, 5, BlockSizes(1, 16, 1, num_warps=1, batch_major=True)),  # batch unrolled
+        (jnp.float32, jnp.int32, 16, BlockSizes(4, 8, 1, batch_major=True)),
     ],
 )
 def test_forward_and_backward_lower_to_triton_for_cuda(dtype, index_dtype, batch, blocks):
@@ -53,6 +55,7 @@ def test_forward_and_backward_lower_to_triton_for_cuda(dtype, index_dtype, batch
         ({"block_batch": True}, "block_batch must be a positive power of two"),
         ({"num_warps": 0}, "num_warps must be a positive int"),
         ({"block_out": 256, "block_k": 64, "block_batch": 64}, "exceeds 65536"),
+        ({"batch_major": 1}, "batch_major must be a bool"),
     ],
 )
 def test_block_sizes_validation(kwargs, match):
@@ -75,6 +78,29 @@ def test_small_batch_forward_tiles_take_the_fan_in_in_one_step_and_fill_the_gpu(
     assert blocks.block_out == 1  # one row per program: n_out programs keep every SM's loads in flight
     # The backward keeps its own square-ish tiles.
     assert default_backward_block_sizes(1, n_out, k).block_out >= 16
+
+
+def test_batch_major_inference_is_one_kernel_at_any_small_batch_and_refuses_large_batches():
+    # Batch-major tiles read x as it comes: at batch 4 there is no transposed (or padded) copy of x to launch.
+    x = jax.ShapeDtypeStruct((4, 3072), jnp.bfloat16)
+    v = jax.ShapeDtypeStruct((768, 307), jnp.bfloat16)
+    i = jax.ShapeDtypeStruct((768, 307), jnp.int16)
+    blocks = BlockSizes(1, 512, 1, num_warps=1, batch_major=True)
+    f = functools.partial(condensed_matmul, implementation="pallas", interpret=False, block_sizes=blocks)
+    text = lower_for_cuda(f, x, v, i)
+    assert text.count(TRITON_CALL) == 1
+    assert "stablehlo.transpose" not in text and "stablehlo.pad" not in text
+    feature_major = functools.partial(condensed_matmul, implementation="pallas", interpret=False)
+    assert "stablehlo.transpose" in lower_for_cuda(feature_major, x, v, i)  # what batch-major saves
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="batch_major unrolls the batch"):
+        condensed_matmul(
+            jnp.asarray(rng.standard_normal((17, 12)), jnp.float32),
+            jnp.ones((3, 2)),
+            jnp.zeros((3, 2), jnp.int32),
+            implementation="pallas",
+            block_sizes=BlockSizes(1, 2, 1, batch_major=True),
+        )
 
 
 def test_batch_one_inference_lowers_to_one_kernel_without_padding_ops():

@@ -19,6 +19,11 @@ IMPLEMENTATIONS = {
     "xla-chunked": {"implementation": "xla", "fan_in_chunk": 3},
     "pallas": {"implementation": "pallas", "interpret": True},
     "pallas-tiny-tiles": {"implementation": "pallas", "interpret": True, "block_sizes": BlockSizes(2, 2, 2)},
+    "pallas-batch-major": {
+        "implementation": "pallas",
+        "interpret": True,
+        "block_sizes": BlockSizes(2, 4, 1, batch_major=True),
+    },
     "dense": {"implementation": "dense"},
 }
 
