@@ -37,6 +37,25 @@ def evaluate(model, x, y, *, batch_size: int = 512) -> dict:
     return {"accuracy": correct / len(x), "loss": loss_sum / len(x)}
 
 
+@nnx.jit
+def _train_step(model, optimizer, xb, yb):
+    # Module level, so one compiled step serves every call whose model structure and `tx` object match
+    # (e.g. several seeds of one method): nnx.jit caches on the function and the graph structure.
+    def loss_fn(model):
+        return cross_entropy(model(xb), yb)
+
+    loss, grads = nnx.value_and_grad(loss_fn)(model)
+    optimizer.update(model, grads)
+    return loss
+
+
+def _same_layout(a, b) -> bool:
+    leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
+    return jax.tree.structure(a) == jax.tree.structure(b) and all(
+        (x.shape, x.dtype) == (y.shape, y.dtype) for x, y in zip(leaves_a, leaves_b, strict=True)
+    )
+
+
 def fit_classifier(
     model: nnx.Module,
     tx: optax.GradientTransformation,
@@ -48,26 +67,27 @@ def fit_classifier(
     seed: int,
     progress: bool = True,
     desc: str = "train",
+    init_tx: optax.GradientTransformation | None = None,
 ):
     """Trains `model` in place with `tx` on (x, y) by minibatch SGD; returns (optimizer, losses).
 
     Batches are drawn by a seeded permutation per epoch. Only `nnx.Param` variables are optimized, and
     `tx.update` receives the params, so DST updaters can read and project them.
+
+    init_tx: a transformation whose `init` builds the optimizer state instead of `tx.init` (same state
+    structure and the same `update`, e.g. a DST updater built with another seed's key): the compiled step is
+    keyed on `tx`, so runs sharing one `tx` object compile once.
     """
     if not isinstance(steps, int) or steps <= 0:
         raise ValueError(f"steps must be a positive int, got {steps!r}")
     if not isinstance(batch_size, int) or not 0 < batch_size <= len(x):
         raise ValueError(f"batch_size must be in [1, {len(x)}], got {batch_size!r}")
-    optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
-
-    @nnx.jit
-    def step(model, optimizer, xb, yb):
-        def loss_fn(model):
-            return cross_entropy(model(xb), yb)
-
-        loss, grads = nnx.value_and_grad(loss_fn)(model)
-        optimizer.update(model, grads)
-        return loss
+    if init_tx is not None:
+        params = nnx.state(model, nnx.Param)
+        if not _same_layout(jax.eval_shape(tx.init, params), jax.eval_shape(init_tx.init, params)):
+            raise ValueError("init_tx must build an optimizer state of the same structure, shapes and dtypes as tx")
+    optimizer = nnx.Optimizer(model, tx if init_tx is None else init_tx, wrt=nnx.Param)
+    optimizer.tx = tx  # what the (shared, compiled) step applies
 
     rng = np.random.default_rng(seed)
     per_epoch = len(x) // batch_size
@@ -78,5 +98,5 @@ def fit_classifier(
         if j == 0 and i:
             order = rng.permutation(len(x))
         idx = order[j * batch_size : (j + 1) * batch_size]
-        losses.append(step(model, optimizer, jnp.asarray(x[idx]), jnp.asarray(y[idx])))
+        losses.append(_train_step(model, optimizer, jnp.asarray(x[idx]), jnp.asarray(y[idx])))
     return optimizer, np.asarray(jax.device_get(losses), dtype=np.float32)
