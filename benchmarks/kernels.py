@@ -8,7 +8,9 @@ On a GPU (`python -m benchmarks --only kernels`, or `python -m benchmarks.kernel
      densify-then-dot, and `auto` with a cached dense weight; over SRigL's 3072->768, 4096x4096 and
      4096->14336, batch 1..4096, bf16 and f32, 90% sparsity (and 50/95/99% at a few batches);
   3. a block-size sweep of the Pallas kernel, forward+backward times, the grouped (G = 16, 64) and N:M (2:4)
-     kernels.
+     kernels;
+  4. "device_time": the kernels' own device time from a profiler trace (no per-launch floor) at batch 1-16,
+     with achieved bandwidth and % of the HBM roofline (H100 3.35 TB/s, H200 4.8 TB/s).
 Timing: one jit holds COPIES independent calls, each on its own weight copy and input (more than the L2 in
 total, so every call streams its weight from HBM); a sample runs it back to back and blocks at the end;
 reported is the median over samples of time / COPIES, with the IQR. Achieved HBM bandwidth counts the
@@ -143,8 +145,14 @@ def _correctness(interpret):
             x32, v32, idx, g
         )
         impls = ["pallas", "xla"] + (["triton"] if cm_pkg.triton_available() else [])
+        if batch <= cm_pkg.GEMV_MAX_BATCH:
+            impls.append("pallas-batch-major")
         for impl in impls:
-            f = functools.partial(condensed_matmul, implementation=impl, interpret=interpret)
+            kwargs = {"implementation": impl, "interpret": interpret}
+            if impl == "pallas-batch-major":
+                blocks = BlockSizes(1, cm_pkg.next_pow2(k), 1, num_warps=1, batch_major=True)
+                kwargs.update(implementation="pallas", block_sizes=blocks)
+            f = functools.partial(condensed_matmul, **kwargs)
             y = jax.jit(f)(x, v, idx)
             # indices as an argument: closed over, XLA would constant-fold the backward's argsort at compile time
             loss = lambda a, b, i, g, f=f: jnp.sum(f(a, b, i).astype(jnp.float32) * g)
@@ -520,6 +528,66 @@ def _floor(bench, results):
     print(f"  floor {row}", flush=True)
 
 
+# HBM bandwidth by device kind (datasheets), for "% of roofline" over the profiler's device time.
+PEAK_HBM_BYTES_PER_S = {"H100": 3.35e12, "H200": 4.8e12}
+DEVICE_TIME_BATCHES = (1, 4, 16)
+
+
+def _peak_hbm(device_kind: str):
+    return next((bw for name, bw in PEAK_HBM_BYTES_PER_S.items() if name in device_kind), None)
+
+
+def _device_time(bench, results, *, calls=10, process_prefix="/device:GPU", thread_contains="Stream"):
+    """Per-call device time of the kernels themselves (profiler events, no launch floor), bf16 90%: dense vs the
+    Pallas kernel (default and batch-major tiles) vs the XLA gather, with achieved bandwidth and % of peak."""
+    from ._device_time import device_events, per_call_device_s
+
+    key = jax.random.key(6)
+    dtype = jnp.bfloat16
+    peak = _peak_hbm(jax.devices()[0].device_kind)
+    rows = results.setdefault("device_time", [])
+    for n_in, n_out in SHAPES:
+        k, weights = _condensed_weights(key, n_in, n_out, 0.9, dtype, bench.copies, 1)
+        k_pad = weights[0][0].shape[1]
+        for batch in DEVICE_TIME_BATCHES:
+            if bench.left() < 20:
+                bench.skipped.append(f"device_time {n_in}x{n_out} b{batch}")
+                continue
+            xs = tuple(jax.random.normal(jax.random.fold_in(key, c), (batch, n_in), dtype) for c in range(bench.copies))
+            variants = {
+                "dense": lambda x, vals, idx, w: jnp.dot(x, w, preferred_element_type=jnp.float32).astype(x.dtype),
+                "pallas": lambda x, vals, idx, w: condensed_matmul(x, vals, idx, implementation="pallas"),
+                "xla": lambda x, vals, idx, w: condensed_matmul(x, vals, idx, implementation="xla"),
+            }
+            if 1 < batch <= cm_pkg.GEMV_MAX_BATCH:
+                blocks = BlockSizes(1, min(cm_pkg.next_pow2(k), 8192), 1, num_warps=1, batch_major=True)
+                variants["pallas_batch_major"] = lambda x, vals, idx, w, b=blocks: condensed_matmul(
+                    x, vals, idx, implementation="pallas", block_sizes=b
+                )
+            row = {"shape": [n_in, n_out], "k": k, "batch": batch, "dtype": "bfloat16", "times": {}}
+            for name, op in variants.items():
+                try:
+                    events = device_events(
+                        _many(op, bench.copies), (xs, weights), calls=calls, process_prefix=process_prefix
+                    )
+                    per_call = per_call_device_s(events, calls * bench.copies, thread_contains=thread_contains)
+                except Exception as e:
+                    row["times"][name] = {"error": f"{type(e).__name__}: {str(e)[:300]}"}
+                    continue
+                nbytes = _bytes(name, n_in, n_out, k_pad, batch, 2, weights[0][1].dtype.itemsize)
+                entry = {"device_us": per_call * 1e6, "gb_per_s": nbytes / per_call / 1e9}
+                if peak:
+                    entry["pct_of_peak_hbm"] = 100.0 * nbytes / per_call / peak
+                row["times"][name] = entry
+            dense_us = row["times"].get("dense", {}).get("device_us")
+            for entry in row["times"].values():
+                if dense_us and "device_us" in entry:
+                    entry["speedup_vs_dense"] = dense_us / entry["device_us"]
+            rows.append(row)
+            print(f"  device_time {n_in}x{n_out} b={batch}: {row['times']}", flush=True)
+        del weights
+
+
 def _log_row(row):
     parts = []
     for name, t in row["times"].items():
@@ -553,7 +621,7 @@ def run(quick: bool = False, tiny: bool = False, budget_s: float = 420.0, sectio
     if tiny:
         return _run_tiny(results)
     bench = _Bench(budget_s, copies=COPIES, samples=5 if quick else 7, min_sample_s=0.003 if quick else 0.01)
-    sections = sections or ("correctness", "sweep", "forward", "structured", "backward")
+    sections = sections or ("correctness", "sweep", "forward", "device_time", "structured", "backward")
     for section in sections:
         start = time.perf_counter()
         if section == "correctness":
@@ -574,6 +642,8 @@ def run(quick: bool = False, tiny: bool = False, budget_s: float = 420.0, sectio
             _backward(bench, results)
         elif section == "floor":
             _floor(bench, results)
+        elif section == "device_time":
+            _device_time(bench, results)
         elif section == "structured":
             _structured(bench, results)
         print(
@@ -596,6 +666,10 @@ def _run_tiny(results):
     _sweep(bench, results)
     _timings(bench, results, _log_row)
     _structured(bench, results, size=128, batches=(3,))
+    global DEVICE_TIME_BATCHES
+    DEVICE_TIME_BATCHES = (1, 5)
+    # On CPU the XLA ops (the interpreted kernels included) run on the PjRt client's host threads.
+    _device_time(bench, results, calls=2, process_prefix="/host:CPU", thread_contains="XLAPjRtCpuClient")
     results["skipped"] = bench.skipped
     return results
 

@@ -111,6 +111,12 @@ def test_kernels_tiny_json(tmp_path):
     assert bench["gpu"] is False and bench["forward"] and bench["structured"] and bench["sweep"]
     assert any("pallas_tuned" in row["times"] for row in bench["forward"])  # the sweep's best, timed again
     assert any("batch_major=True" in row["blocks"] and "median_us" in row for row in bench["sweep"])
+    # The profiler-based section ran its parser on the CPU trace: per-call time for every variant at both batches.
+    assert {row["batch"] for row in bench["device_time"]} == {1, 5}
+    for row in bench["device_time"]:
+        assert {"dense", "pallas", "xla"} <= set(row["times"])
+        assert all(t["device_us"] > 0 and t["gb_per_s"] > 0 for t in row["times"].values()), row
+    assert any("pallas_batch_major" in row["times"] for row in bench["device_time"])
     for row in bench["forward"]:
         assert {"dense", "pallas", "auto"} <= set(row["times"])
         for timing in row["times"].values():

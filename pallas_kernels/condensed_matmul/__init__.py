@@ -5,6 +5,7 @@ from .api import CpuCostModel as CpuCostModel
 from .api import GpuCostModel as GpuCostModel
 from .api import auto_implementation as auto_implementation
 from .api import condensed_matmul as condensed_matmul
+from .pallas_triton import GEMV_MAX_BATCH as GEMV_MAX_BATCH
 from .pallas_triton import BlockSizes as BlockSizes
 from .pallas_triton import default_backward_block_sizes as default_backward_block_sizes
 from .pallas_triton import default_block_sizes as default_block_sizes
@@ -14,6 +15,7 @@ from .triton import available as triton_available
 from .xla import condensed_to_dense_kernel as condensed_to_dense_kernel
 
 __all__ = [
+    "GEMV_MAX_BATCH",
     "TPU_GATHER_MAX_BATCH",
     "BlockSizes",
     "CpuCostModel",

@@ -208,8 +208,8 @@ def test_auto_on_cpu_is_never_slower_than_its_alternative_on_the_committed_cpu_m
 
 @pytest.mark.gpu
 @pytest.mark.parametrize(("dtype", "tol"), [(jnp.float32, 1e-3), (jnp.bfloat16, 1e-2)])
-@pytest.mark.parametrize("batch", [1, 9, 300])
-def test_compiled_kernel_matches_reference_on_gpu(dtype, tol, batch):
+@pytest.mark.parametrize(("batch", "batch_major"), [(1, False), (9, False), (300, False), (9, True), (16, True)])
+def test_compiled_kernel_matches_reference_on_gpu(dtype, tol, batch, batch_major):
     rng = np.random.default_rng(batch)
     n_in, n_out, k = 1000, 200, 45
     idx = rng.integers(0, n_in + 1, size=(n_out, k))  # includes empty slots (n_in)
@@ -217,7 +217,8 @@ def test_compiled_kernel_matches_reference_on_gpu(dtype, tol, batch):
     v = jnp.asarray(rng.standard_normal((n_out, k)), dtype)
     i = jnp.asarray(idx, jnp.int16)
     g = jnp.asarray(rng.standard_normal((batch, n_out)), jnp.float32)
-    f = functools.partial(condensed_matmul, implementation="pallas", interpret=False)
+    blocks = BlockSizes(1, 64, 1, num_warps=1, batch_major=True) if batch_major else None
+    f = functools.partial(condensed_matmul, implementation="pallas", interpret=False, block_sizes=blocks)
     loss = lambda a, b, c, fn: jnp.sum(fn(a, b, c).astype(jnp.float32) * g)
     y = jax.jit(f)(x, v, i)
     gx, gv = jax.jit(jax.grad(loss, (0, 1)), static_argnums=3)(x, v, i, f)
