@@ -55,7 +55,7 @@ def main(argv: list[str]) -> int:
         _run([_venv_bin("ruff"), "check", "."])
         _run([_venv_bin("ruff"), "format", "--check", "."])
         env = dict(os.environ, JAX_PLATFORMS=os.environ.get("JAX_PLATFORMS", "cpu"))
-        if not any(a == "-n" or a.startswith(("-n", "--numprocesses", "-p")) for a in extra):
+        if not any(a.startswith(("-n", "--numprocesses", "-p")) for a in extra):
             # Two workers: most tests are compile-bound (XLA compiles on one thread), so the suite takes ~13
             # instead of ~19 minutes on a 2-core machine. Pass -n 0 (or your own -n / -p) to override.
             extra = ["-n", "2", *extra]

@@ -74,7 +74,23 @@ def condensed_forward(x, values, indices, bias, *, in_features: int, implementat
     return condensed_matmul(x, values, indices, bias, implementation=implementation, dense_kernel=dense_kernel)
 
 
-class CondensedLinear(nnx.Module):
+class _DenseCacheHolder:
+    """The cache methods both layers share; each layer says how to build its dense kernel (`_dense_kernel_now`)."""
+
+    def refresh_dense_cache(self) -> None:
+        """(Re)builds the cached dense kernel from the current values and connectivity."""
+        self.dense_kernel = DenseCache(self._dense_kernel_now())
+
+    def drop_dense_cache(self) -> None:
+        """Frees the cached dense kernel (the dense path rebuilds it on every call again)."""
+        self.dense_kernel = _as_data(None)
+
+    @property
+    def has_dense_cache(self) -> bool:
+        return self.dense_kernel is not None
+
+
+class CondensedLinear(_DenseCacheHolder, nnx.Module):
     """A linear layer stored condensed: output neuron i reads `k` inputs `indices[i]` with `values[i]`.
 
     Outputs only the active neurons ([..., n_active]); `active_neurons` maps them back to the dense layer.
@@ -131,17 +147,8 @@ class CondensedLinear(nnx.Module):
         if cache_dense_kernel:
             self.refresh_dense_cache()
 
-    def refresh_dense_cache(self) -> None:
-        """(Re)builds the cached dense kernel from the current values and indices."""
-        self.dense_kernel = DenseCache(condensed_to_dense_kernel(self.values[...], self.indices[...], self.in_features))
-
-    def drop_dense_cache(self) -> None:
-        """Frees the cached dense kernel (the dense path scatters on every call again)."""
-        self.dense_kernel = _as_data(None)
-
-    @property
-    def has_dense_cache(self) -> bool:
-        return self.dense_kernel is not None
+    def _dense_kernel_now(self):
+        return condensed_to_dense_kernel(self.values[...], self.indices[...], self.in_features)
 
     @classmethod
     def from_dense(
@@ -203,7 +210,7 @@ class CondensedLinear(nnx.Module):
         )
 
 
-class NMLinear(nnx.Module):
+class NMLinear(_DenseCacheHolder, nnx.Module):
     """A linear layer with N:M sparsity along its inputs: each group of `m` consecutive inputs feeds `n` weights.
 
     Stored in the N:M format of `pallas_kernels.nm_matmul`: `values [out, in // m, n]` (trained) and the
@@ -260,17 +267,8 @@ class NMLinear(nnx.Module):
         if cache_dense_kernel:
             self.refresh_dense_cache()
 
-    def refresh_dense_cache(self) -> None:
-        """(Re)builds the cached dense kernel from the current values and positions."""
-        self.dense_kernel = DenseCache(nm_decompress(self.values[...], self.positions[...], self.m))
-
-    def drop_dense_cache(self) -> None:
-        """Frees the cached dense kernel (the dense path decompresses on every call again)."""
-        self.dense_kernel = _as_data(None)
-
-    @property
-    def has_dense_cache(self) -> bool:
-        return self.dense_kernel is not None
+    def _dense_kernel_now(self):
+        return nm_decompress(self.values[...], self.positions[...], self.m)
 
     @classmethod
     def from_dense(

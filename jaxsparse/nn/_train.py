@@ -87,7 +87,8 @@ def fit_classifier(
         if not _same_layout(jax.eval_shape(tx.init, params), jax.eval_shape(init_tx.init, params)):
             raise ValueError("init_tx must build an optimizer state of the same structure, shapes and dtypes as tx")
     optimizer = nnx.Optimizer(model, tx if init_tx is None else init_tx, wrt=nnx.Param)
-    optimizer.tx = tx  # what the (shared, compiled) step applies
+    if init_tx is not None:
+        optimizer.tx = tx  # what the (shared, compiled) step applies
 
     rng = np.random.default_rng(seed)
     per_epoch = len(x) // batch_size

@@ -126,6 +126,33 @@ def _compiler_params(blocks: BlockSizes):
 # ----------------------------------------------------------------------------------------------------- forward
 
 
+def _weight_tiles(idx_ref, val_ref, *, n_in: int, block_out: int, block_k: int):
+    """This program's first output row, and a loader of fan-in step s of its unpadded weight rows.
+
+    The loader returns (ids, take, values): [BO, BK] ids with every slot that reads nothing (past the last row or
+    column, empty, out of range) set to 0, the mask of slots that read x, and float32 values (0 outside the
+    tile). Reading row 0 for dead slots keeps an Inf elsewhere in x away from padding; callers zero them by
+    `take`. The weights stream through once (evict first); x is re-read by every program and stays in cache.
+    """
+    n_out, k = idx_ref.shape
+    row0 = pl.multiple_of(pl.program_id(0) * block_out, block_out)
+    rows = row0 + jax.lax.broadcasted_iota(jnp.int32, (block_out, block_k), 0)
+    cols = jax.lax.broadcasted_iota(jnp.int32, (block_out, block_k), 1)
+    row_ok = rows < n_out
+
+    def load(s):
+        k0 = pl.multiple_of(s * block_k, block_k)
+        in_tile = row_ok & (k0 + cols < k)
+        tile = (pl.ds(row0, block_out), pl.ds(k0, block_k))
+        idx = pltriton.load(idx_ref.at[tile], mask=in_tile, other=0, eviction_policy="evict_first")
+        idx = as_empty_slot(idx, n_in)  # int32
+        take = in_tile & (idx < n_in)
+        v = pltriton.load(val_ref.at[tile], mask=in_tile, other=0, eviction_policy="evict_first")
+        return jnp.where(take, idx, 0), take, v.astype(jnp.float32)
+
+    return row0, load
+
+
 def _forward_kernel(idx_ref, val_ref, xt_ref, y_ref, *, n_in: int, block_out: int, block_k: int, n_k_steps: int):
     """One program: y[batch tile, block_out outputs] over the whole fan-in, in chunks of block_k.
 
@@ -133,24 +160,12 @@ def _forward_kernel(idx_ref, val_ref, xt_ref, y_ref, *, n_in: int, block_out: in
     slots and out-of-range ids, whose gathered x is replaced by 0 (row 0 is read instead, so an Inf elsewhere in x
     never meets a padded slot). Needing no padded copy of the weights, a batch-1 call is this one kernel.
     """
-    n_out, k = idx_ref.shape
-    i = pl.program_id(0)
-    row0 = pl.multiple_of(i * block_out, block_out)
-    rows = row0 + jax.lax.broadcasted_iota(jnp.int32, (block_out, block_k), 0)
-    cols = jax.lax.broadcasted_iota(jnp.int32, (block_out, block_k), 1)
-    row_ok = rows < n_out
+    n_out = idx_ref.shape[0]
+    row0, load = _weight_tiles(idx_ref, val_ref, n_in=n_in, block_out=block_out, block_k=block_k)
 
     def step(s, acc):
-        k0 = pl.multiple_of(s * block_k, block_k)
-        in_tile = row_ok & (k0 + cols < k)
-        tile = (pl.ds(row0, block_out), pl.ds(k0, block_k))
-        # The weights stream through once (evict first); x is re-read by every program and stays in cache.
-        idx = pltriton.load(idx_ref.at[tile], mask=in_tile, other=0, eviction_policy="evict_first")
-        idx = as_empty_slot(idx, n_in)  # [BO, BK] int32
-        take = in_tile & (idx < n_in)
-        v = pltriton.load(val_ref.at[tile], mask=in_tile, other=0, eviction_policy="evict_first")
-        v = v.astype(jnp.float32)
-        xg = xt_ref[jnp.where(take, idx, 0), :].astype(jnp.float32)  # [BO, BK, BB]: contiguous batch segments
+        idx, take, v = load(s)
+        xg = xt_ref[idx, :].astype(jnp.float32)  # [BO, BK, BB]: contiguous batch segments
         xg = jnp.where(take[:, :, None], xg, 0.0)
         return acc + jnp.sum(v[:, :, None] * xg, axis=1)
 
@@ -213,27 +228,14 @@ def _forward_batch_major_kernel(
     The weights are loaded once per step as in `_forward_kernel`; the batch is unrolled, each row b gathering
     x[b, idx] ([BO, BK], the batch-1 access pattern) into its own float32 accumulator.
     """
-    n_out, k = idx_ref.shape
-    batch = x_ref.shape[0]
-    i = pl.program_id(0)
-    row0 = pl.multiple_of(i * block_out, block_out)
-    rows = row0 + jax.lax.broadcasted_iota(jnp.int32, (block_out, block_k), 0)
-    cols = jax.lax.broadcasted_iota(jnp.int32, (block_out, block_k), 1)
-    row_ok = rows < n_out
+    n_out, batch = idx_ref.shape[0], x_ref.shape[0]
+    row0, load = _weight_tiles(idx_ref, val_ref, n_in=n_in, block_out=block_out, block_k=block_k)
 
     def step(s, accs):
-        k0 = pl.multiple_of(s * block_k, block_k)
-        in_tile = row_ok & (k0 + cols < k)
-        tile = (pl.ds(row0, block_out), pl.ds(k0, block_k))
-        idx = pltriton.load(idx_ref.at[tile], mask=in_tile, other=0, eviction_policy="evict_first")
-        idx = as_empty_slot(idx, n_in)
-        take = in_tile & (idx < n_in)
-        safe_idx = jnp.where(take, idx, 0)
-        v = pltriton.load(val_ref.at[tile], mask=in_tile, other=0, eviction_policy="evict_first")
-        v = v.astype(jnp.float32)
+        idx, take, v = load(s)
         out = []
         for b in range(batch):  # static: batch <= GEMV_MAX_BATCH
-            xb = pltriton.load(x_ref.at[b, safe_idx], mask=take, other=0).astype(jnp.float32)  # [BO, BK]
+            xb = pltriton.load(x_ref.at[b, idx], mask=take, other=0).astype(jnp.float32)  # [BO, BK]
             out.append(accs[b] + jnp.sum(v * xb, axis=1))
         return tuple(out)
 
